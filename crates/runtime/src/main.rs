@@ -1,0 +1,28 @@
+//! berth-runtime: runc's command line over the `runtime` library, so containerd, Podman
+//! and dockerd can use it in place of runc.
+
+mod cli;
+
+use clap::Parser;
+use std::io::Write;
+
+fn main() {
+    // runc answers `--version`/`-v` with three lines that tools parse; clap's own format
+    // would differ, so it is handled before clap sees the arguments.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.len() >= 2 && (argv[1] == "--version" || argv[1] == "-v") {
+        print!("{}", cli::version_text());
+        return;
+    }
+    let app = cli::App::parse();
+    let log = cli::Log::new(app.log.as_deref(), &app.log_format);
+    match cli::run(app) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            log.error(&msg);
+            let _ = writeln!(std::io::stderr(), "berth-runtime: {msg}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Namespace types, their clone flags and /proc names, and which ones a spec creates or joins.
+
+use crate::error::{Context, Result};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// The name under /proc/PID/ns/.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Order for joining: the user namespace first (it grants the capabilities for the rest),
+/// the mount namespace last (it changes how later paths resolve).
+pub const JOIN_ORDER: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Time,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Mount,
+];
+
+pub struct Plan {
+    /// Created by clone(2) (pid, mount, uts, ipc, net, user).
+    pub clone_flags: CloneFlags,
+    /// Created by unshare(2) in the init once it sits in its cgroup.
+    pub new_cgroupns: bool,
+    /// Created in the runtime by unshare(2) before clone, so the init is born inside it.
+    pub new_timens: bool,
+    /// Joined by setns(2), opened up front so a bad path fails before anything starts.
+    pub join: Vec<(LinuxNamespaceType, OwnedFd)>,
+    pub new_userns: bool,
+    pub has_userns: bool,
+    pub has_mountns: bool,
+    pub has_pidns: bool,
+}
+
+pub fn plan(nss: &[LinuxNamespace]) -> Result<Plan> {
+    let mut p = Plan {
+        clone_flags: CloneFlags::empty(),
+        new_cgroupns: false,
+        new_timens: false,
+        join: vec![],
+        new_userns: false,
+        has_userns: false,
+        has_mountns: false,
+        has_pidns: false,
+    };
+    for t in JOIN_ORDER {
+        let Some(ns) = nss.iter().find(|n| n.typ() == t) else {
+            continue;
+        };
+        match t {
+            LinuxNamespaceType::User => p.has_userns = true,
+            LinuxNamespaceType::Mount => p.has_mountns = true,
+            LinuxNamespaceType::Pid => p.has_pidns = true,
+            _ => {}
+        }
+        match ns.path() {
+            Some(path) => {
+                let fd = open_ns(path)?;
+                p.join.push((t, fd));
+            }
+            None => match t {
+                LinuxNamespaceType::Cgroup => p.new_cgroupns = true,
+                LinuxNamespaceType::Time => p.new_timens = true,
+                LinuxNamespaceType::User => {
+                    p.new_userns = true;
+                    p.clone_flags |= flag(t);
+                }
+                _ => p.clone_flags |= flag(t),
+            },
+        }
+    }
+    Ok(p)
+}
+
+fn open_ns(path: &PathBuf) -> Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("open namespace {}", path.display()))
+}

@@ -1,0 +1,140 @@
+//! cgroup limits enforced on real containers, and the commands that read and change them.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+#[test]
+fn memory_hog_is_oom_killed() {
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    b.spec["linux"]["resources"]["memory"] =
+        json!({"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024});
+    let (code, out, err) = b.run("oom1");
+    assert_eq!(code, 137, "stdout {out} stderr {err}");
+    assert!(!out.contains("survived"));
+    b.assert_no_leftovers("oom1");
+}
+
+#[test]
+fn fork_bomb_stops_at_the_pids_limit() {
+    // The forking subshell dies when fork fails (busybox sh exits 2); the count is taken
+    // with a glob, which needs no fork, while the sleeps still fill the cgroup.
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "(i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; set -- /proc/[0-9]*; echo $#",
+    ]);
+    b.spec["linux"]["resources"]["pids"] = json!({"limit": 20});
+    let (code, out, err) = b.run("pids1");
+    assert_eq!(code, 0, "{err}");
+    let n: usize = out.trim().parse().unwrap_or(999);
+    assert!((10..=20).contains(&n), "{n} processes under a limit of 20");
+    b.assert_no_leftovers("pids1");
+}
+
+#[test]
+fn limits_are_written_to_the_cgroup() {
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.spec["linux"]["resources"] = json!({
+        "memory": {"limit": 50 * 1024 * 1024},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+        "pids": {"limit": 64}
+    });
+    b.write();
+    assert!(b.rt(&["run", "-d", "lim1"]).status.success());
+    let st = b.rt(&["events", "--stats", "lim1"]);
+    assert!(st.status.success(), "{}", stderr_line(&st));
+    let ev: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], "lim1");
+    assert_eq!(
+        ev["data"]["memory"]["usage"]["limit"],
+        json!(50 * 1024 * 1024)
+    );
+    assert_eq!(ev["data"]["pids"]["limit"], json!(64));
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1);
+
+    let o = b.rt(&["update", "--memory", "80m", "--pids-limit", "100", "lim1"]);
+    assert!(o.status.success(), "{}", stderr_line(&o));
+    let st = b.rt(&["events", "--stats", "lim1"]);
+    let ev: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(
+        ev["data"]["memory"]["usage"]["limit"],
+        json!(80 * 1024 * 1024)
+    );
+    assert_eq!(ev["data"]["pids"]["limit"], json!(100));
+
+    let res = b.tmp.path().join("res.json");
+    std::fs::write(&res, r#"{"pids": {"limit": 42}}"#).unwrap();
+    let o = b.rt(&["update", "--resources", res.to_str().unwrap(), "lim1"]);
+    assert!(o.status.success(), "{}", stderr_line(&o));
+    let st = b.rt(&["events", "--stats", "lim1"]);
+    let ev: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(ev["data"]["pids"]["limit"], json!(42));
+
+    assert!(b.rt(&["delete", "--force", "lim1"]).status.success());
+    b.assert_no_leftovers("lim1");
+}
+
+#[test]
+fn pause_resume_and_ps() {
+    let b = Bundle::new(&["sh", "-c", "while true; do sleep 0.01; done"]);
+    assert!(b.rt(&["run", "-d", "pz1"]).status.success());
+    let init = b.state("pz1")["pid"].as_i64().unwrap();
+
+    let o = b.rt(&["ps", "--format", "json", "pz1"]);
+    let pids: Vec<i64> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(pids.contains(&init), "{pids:?}");
+    let o = b.rt(&["ps", "pz1"]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.lines().next().unwrap().contains("PID"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(&init.to_string())),
+        "{table}"
+    );
+
+    assert!(b.rt(&["pause", "pz1"]).status.success());
+    assert_eq!(b.status("pz1"), "paused");
+    // Frozen: the shell's loop makes no progress (its children do not change).
+    let before = b.rt(&["ps", "--format", "json", "pz1"]).stdout;
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let after = b.rt(&["ps", "--format", "json", "pz1"]).stdout;
+    assert_eq!(before, after);
+    let o = b.rt(&["exec", "pz1", "true"]);
+    assert!(!o.status.success());
+    assert!(b.rt(&["resume", "pz1"]).status.success());
+    assert_eq!(b.status("pz1"), "running");
+    let o = b.rt(&["resume", "pz1"]);
+    assert!(!o.status.success());
+
+    // A paused container can still be force-deleted.
+    assert!(b.rt(&["pause", "pz1"]).status.success());
+    let o = b.rt(&["delete", "--force", "pz1"]);
+    assert!(o.status.success(), "{}", stderr_line(&o));
+    b.assert_no_leftovers("pz1");
+}
+
+#[test]
+fn features_lists_what_is_supported() {
+    let o = std::process::Command::new(bin())
+        .arg("features")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ociVersionMin"], "1.0.0");
+    assert!(v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("user")));
+    assert!(v["linux"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("CAP_SYS_ADMIN")));
+    assert_eq!(v["linux"]["seccomp"]["enabled"], true);
+}

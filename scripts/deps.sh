@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what building and testing berth needs on a Debian machine (run as root).
+# Idempotent: only calls apt-get when something is missing.
+set -euo pipefail
+pkgs=(busybox-static libseccomp-dev pkg-config iproute2)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
