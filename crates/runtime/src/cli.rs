@@ -292,6 +292,9 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
 
 pub fn run(app: App) -> Result<i32> {
     let root = app.root.as_path();
+    if matches!(app.cmd, Cmd::Create(_) | Cmd::Run(_) | Cmd::Exec(_)) {
+        runtime::exeseal::ensure()?;
+    }
     match &app.cmd {
         Cmd::Create(c) => {
             container::create(root, &create_options(&c.common))?;

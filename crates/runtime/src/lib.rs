@@ -5,6 +5,7 @@ pub mod caps;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod exeseal;
 pub mod hooks;
 pub mod init;
 pub mod namespaces;

@@ -85,3 +85,27 @@ fn runtime_binary_is_not_reachable_from_the_container() {
     assert!(b.rt(&["delete", "cve3"]).status.success());
     b.assert_no_leftovers("cve3");
 }
+
+/// CVE-2019-5736, the other half: even when a container gets hold of the runtime binary
+/// (a `#!/proc/self/exe` program makes the kernel run it inside the container), the file it
+/// reaches is a read-only view, so nothing can be written through it to the host's binary.
+#[test]
+fn runtime_binary_in_the_container_is_read_only() {
+    use std::os::fd::AsRawFd;
+    let b = Bundle::new(&["true"]);
+    assert!(b.rt(&["create", "cve4"]).status.success());
+    let pid = b.state("cve4")["pid"].as_i64().unwrap();
+    let exe = std::fs::File::open(format!("/proc/{pid}/exe")).unwrap();
+    let vfs = nix::sys::statvfs::fstatvfs(&exe).unwrap();
+    let ro = vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY);
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", exe.as_raw_fd()));
+    assert!(b.rt(&["delete", "cve4"]).status.success());
+    assert!(
+        ro,
+        "the container's init runs a writable copy of the runtime"
+    );
+    assert!(w.is_err(), "the runtime binary could be opened for writing");
+    b.assert_no_leftovers("cve4");
+}
