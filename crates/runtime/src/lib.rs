@@ -16,5 +16,6 @@ pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod sync;
+pub mod trace;
 
 pub use error::{Error, Result};

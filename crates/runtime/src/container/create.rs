@@ -65,6 +65,7 @@ impl Drop for Cleanup {
 pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
     spec::validate_id(&o.id)?;
     let bundle = spec::load(&o.bundle)?;
+    crate::trace::mark("spec loaded");
     let s = &bundle.spec;
     let linux = s.linux().as_ref().expect("validated");
     let nss = linux.namespaces().clone().unwrap_or_default();
@@ -109,6 +110,8 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
     let cg = cleanup.cgroup.as_ref().expect("just set");
     cg.apply(&device_rules(linux))?;
     let cgroup_mounts = cgroup_mounts_for_container()?;
+    let joiner = cg.joiner()?;
+    crate::trace::mark("cgroup ready");
 
     let listener = UnixListener::bind(dir.join(START_SOCKET))
         .ctx(|| format!("bind {}", dir.join(START_SOCKET).display()))?;
@@ -134,8 +137,11 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
         no_new_keyring: o.no_new_keyring,
         preserve_fds: o.preserve_fds,
         cgroup_mounts: &cgroup_mounts,
+        cgroup: &joiner,
+        born_in_cgroup2: false,
     };
     let pid = spawn_init(&args, &plan)?;
+    crate::trace::mark("cloned");
     cleanup.child = Some(pid);
     drop(child_chan);
     drop(listener);
@@ -153,7 +159,6 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
             linux.gid_mappings().as_deref().unwrap_or(&[]),
         )?;
     }
-    cg.add_task(pid.as_raw())?;
     process::set_oom_score_adj(pid.as_raw(), process)?;
 
     let created = state::rfc3339_now();
@@ -174,6 +179,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
     parent_chan.send(&Msg::Go(creating.clone()))?;
 
     parent_chan.expect(Msg::RunHooks)?;
+    crate::trace::mark("child at hooks");
     let h = s.hooks().as_ref();
     #[allow(deprecated)]
     let prestart = h.and_then(|h| h.prestart().as_ref());
@@ -217,6 +223,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
             .unwrap_or(0);
     }
     Container::save(&dir, &stored)?;
+    crate::trace::mark("state saved");
     if let Some(pf) = &o.pid_file {
         write_pid_file(pf, pid.as_raw())?;
     }
@@ -300,6 +307,11 @@ fn join_before_clone(plan: &Plan, linux: &oci_spec::runtime::Linux) -> Result<()
 }
 
 fn spawn_init(a: &init::Args, plan: &Plan) -> Result<Pid> {
+    if let Some(cg) = a.cgroup.v2_dir() {
+        if let Some(pid) = clone3_into_cgroup(a, plan, cg) {
+            return Ok(pid);
+        }
+    }
     // The init runs on this stack in a copy of our memory; pages are only touched as used.
     let mut stack = vec![0u8; 1 << 20];
     let cb = Box::new(|| init::main(a));
@@ -307,6 +319,60 @@ fn spawn_init(a: &init::Args, plan: &Plan) -> Result<Pid> {
     // the child only runs init::main on the 1 MiB stack above and ends in exec or _exit.
     let pid = unsafe { nix::sched::clone(cb, &mut stack, plan.clone_flags, Some(libc::SIGCHLD)) };
     pid.ctx(|| format!("clone with {:?}", plan.clone_flags))
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3 like fork (a copy of our memory, continuing on a copy of this stack) with the
+/// child born in the cgroup2 directory: no migration, so no wait for an RCU grace period.
+/// None when the kernel refuses (older than 5.7, or the cgroup cannot take the process);
+/// the caller then clones the classic way and the child joins by itself.
+fn clone3_into_cgroup(a: &init::Args, plan: &Plan, cg: std::os::fd::BorrowedFd) -> Option<Pid> {
+    let args = CloneArgs {
+        flags: plan.clone_flags.bits() as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cg.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: args is a live clone_args of the size passed. Without CLONE_VM the child gets
+    // its own copy of memory like fork(2); the runtime is single-threaded here, so that copy
+    // is consistent, and the child leaves only through exec or _exit.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match r {
+        0 => {
+            let child = init::Args {
+                born_in_cgroup2: true,
+                ..*a
+            };
+            let code = init::main(&child);
+            // SAFETY: leaving the child without running the parent's destructors or atexit.
+            unsafe { libc::_exit(code as i32) }
+        }
+        r if r > 0 => Some(Pid::from_raw(r as i32)),
+        _ => None,
+    }
 }
 
 fn write_id_map(pid: Pid, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {

@@ -43,7 +43,7 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32> {
         ));
     }
     let nss = open_namespaces(c.stored.pid)?;
-    let cg = c.stored.cgroup.clone();
+    let joiner = c.stored.cgroup.joiner()?;
     let console = match &o.console_socket {
         Some(p) => Some(
             UnixStream::connect(p).ctx(|| format!("connect to console socket {}", p.display()))?,
@@ -57,6 +57,7 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32> {
         nss: &nss,
         chan: &child,
         console: console.as_ref().map(|s| s.as_raw_fd()),
+        cgroup: &joiner,
     };
     // SAFETY: the runtime is single-threaded; the child runs `helper` and always _exits.
     let helper = match unsafe { nix::unistd::fork() }.ctx(|| "fork exec helper")? {
@@ -87,10 +88,6 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32> {
         let _ = nix::sys::signal::kill(proc_pid, nix::sys::signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(proc_pid, None);
     };
-    if let Err(e) = cg.add_task(pid) {
-        kill_it();
-        return Err(e.into());
-    }
     if let Err(e) = process::set_oom_score_adj(pid, &o.process) {
         kill_it();
         return Err(e);
@@ -170,6 +167,7 @@ struct Job<'a> {
     nss: &'a [(LinuxNamespaceType, OwnedFd)],
     chan: &'a Channel,
     console: Option<RawFd>,
+    cgroup: &'a cgroups::Joiner,
 }
 
 impl Job<'_> {
@@ -178,6 +176,9 @@ impl Job<'_> {
         // Not dumpable: processes in the container cannot open /proc/PID/exe of this
         // runtime binary while it runs in their pid namespace (CVE-2019-5736).
         nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE)")?;
+        // Joined here, by the helper itself (cheap, see cgroups::Joiner), so the process
+        // cloned below starts inside the container's cgroup.
+        self.cgroup.join_self(false)?;
         for (t, fd) in self.nss {
             nix::sched::setns(fd, namespaces::flag(*t))
                 .ctx(|| format!("join {} namespace", namespaces::proc_name(*t)))?;
