@@ -64,7 +64,11 @@ impl Cgroup {
     /// to each hierarchy's root, relative ones to this process's own cgroup (as runc does),
     /// and systemd's `slice:prefix:name` form maps to the cgroupfs path systemd would use.
     pub fn open(path: &str) -> Result<Cgroup> {
-        let layout = Layout::detect()?;
+        Self::open_in(&Layout::detect()?, path)
+    }
+
+    /// [`Cgroup::open`] on a layout the caller already read.
+    pub fn open_in(layout: &Layout, path: &str) -> Result<Cgroup> {
         let own =
             layout::own_cgroups(&std::fs::read_to_string("/proc/self/cgroup").map_err(|e| {
                 Error::Io {
@@ -73,7 +77,7 @@ impl Cgroup {
                     err: e,
                 }
             })?);
-        Self::resolve(&layout, &own, path)
+        Self::resolve(layout, &own, path)
     }
 
     fn resolve(layout: &Layout, own: &layout::Own, path: &str) -> Result<Cgroup> {
@@ -224,8 +228,9 @@ impl Cgroup {
 
     /// Applies the resources that are set; unset ones are left as they are.
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
-        v1::apply(self, r)?;
-        v2::apply(self, r)
+        let r = zeros_unset(r);
+        v1::apply(self, &r)?;
+        v2::apply(self, &r)
     }
 
     pub fn stats(&self) -> Result<Stats> {
@@ -330,6 +335,41 @@ impl Cgroup {
     }
 }
 
+/// Engines send 0 for "not set" (Docker's blkio weight and cpu shares, for example), and
+/// runc reads it so; the kernel would refuse most of those zeros. Also swappiness -1
+/// (u64::MAX once through the spec's unsigned field) means unset.
+fn zeros_unset(r: &LinuxResources) -> LinuxResources {
+    let mut r = r.clone();
+    if let Some(mut m) = *r.memory() {
+        let nz = |v: Option<i64>| v.filter(|v| *v != 0);
+        m.set_limit(nz(m.limit()));
+        m.set_reservation(nz(m.reservation()));
+        m.set_swap(nz(m.swap()));
+        #[allow(deprecated)]
+        m.set_kernel(nz(m.kernel()));
+        m.set_kernel_tcp(nz(m.kernel_tcp()));
+        m.set_swappiness(m.swappiness().filter(|v| *v != u64::MAX && *v as i64 != -1));
+        r.set_memory(Some(m));
+    }
+    if let Some(mut c) = r.cpu().clone() {
+        c.set_shares(c.shares().filter(|v| *v != 0));
+        c.set_quota(c.quota().filter(|v| *v != 0));
+        c.set_period(c.period().filter(|v| *v != 0));
+        c.set_realtime_runtime(c.realtime_runtime().filter(|v| *v != 0));
+        c.set_realtime_period(c.realtime_period().filter(|v| *v != 0));
+        r.set_cpu(Some(c));
+    }
+    if r.pids().is_some_and(|p| p.limit() == 0) {
+        r.set_pids(None);
+    }
+    if let Some(mut b) = r.block_io().clone() {
+        b.set_weight(b.weight().filter(|v| *v != 0));
+        b.set_leaf_weight(b.leaf_weight().filter(|v| *v != 0));
+        r.set_block_io(Some(b));
+    }
+    r
+}
+
 /// Files a process uses to move *itself* into a cgroup.
 ///
 /// Moving another process (its pid into `cgroup.procs`) takes the kernel's global
@@ -406,6 +446,22 @@ mod tests {
             cg.v1_dir("name=systemd").unwrap(),
             Path::new("/sys/fs/cgroup/systemd/sys/c1")
         );
+    }
+
+    #[test]
+    fn zeros_mean_unset() {
+        let r: LinuxResources = serde_json::from_str(
+            r#"{"memory": {"limit": 0, "swappiness": 18446744073709551615},
+                "cpu": {"shares": 0, "quota": 0, "period": 0},
+                "pids": {"limit": 0}, "blockIO": {"weight": 0}}"#,
+        )
+        .unwrap();
+        let z = zeros_unset(&r);
+        assert_eq!(z.memory().unwrap().limit(), None);
+        assert_eq!(z.memory().unwrap().swappiness(), None);
+        assert_eq!(z.cpu().as_ref().unwrap().shares(), None);
+        assert!(z.pids().is_none());
+        assert_eq!(z.block_io().as_ref().unwrap().weight(), None);
     }
 
     #[test]

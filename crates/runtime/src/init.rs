@@ -28,7 +28,7 @@ pub struct Args<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
-    pub cgroup_mounts: &'a [(String, String)],
+    pub cgroup_mounts: &'a [rootfs::CgroupMount],
     /// Moves this process into the container's cgroup (see `cgroups::Joiner`).
     pub cgroup: &'a cgroups::Joiner,
     /// Set in the child when clone3 placed it in the cgroup2 directory already.
@@ -104,6 +104,11 @@ fn run(a: &Args) -> Result<std::convert::Infallible> {
         rootfs: a.rootfs,
         bundle: a.bundle,
         cgroup_mounts: a.cgroup_mounts,
+        cgroupns: a.plan.new_cgroupns
+            || a.plan
+                .join
+                .iter()
+                .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Cgroup),
         in_userns: a.plan.has_userns,
     };
     rootfs::prepare(&setup)?;

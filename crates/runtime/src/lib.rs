@@ -13,6 +13,7 @@ pub mod process;
 pub mod rootfs;
 pub mod seccomp;
 pub mod signal;
+pub mod sockpath;
 pub mod spec;
 pub mod state;
 pub mod sync;

@@ -287,12 +287,25 @@ fn remount_bind(target: &str, flags: MsFlags) -> nix::Result<()> {
     }
 }
 
+/// One cgroup hierarchy as a container's `cgroup` mount shows it.
+pub struct CgroupMount {
+    /// Directory under the mount; empty on a cgroup2-only host, where the hierarchy is the
+    /// mount itself.
+    pub name: String,
+    /// v1 mount options (`memory`, `name=systemd`); empty for cgroup2.
+    pub options: String,
+    /// The container's cgroup directory on the host.
+    pub dir: std::path::PathBuf,
+}
+
 pub struct Setup<'a> {
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
-    /// Mount points of the host's cgroup hierarchies, for `cgroup` mounts.
-    pub cgroup_mounts: &'a [(String, String)],
+    /// The hierarchies a `cgroup` mount shows.
+    pub cgroup_mounts: &'a [CgroupMount],
+    /// The container has a cgroup namespace of its own (new or joined).
+    pub cgroupns: bool,
     pub in_userns: bool,
 }
 
@@ -423,21 +436,48 @@ fn mount_one(s: &Setup, root: &Root, m: &Mount) -> Result<()> {
     Ok(())
 }
 
-/// A `cgroup` mount: cgroup2 on a v2 host; on v1, a tmpfs with one mount per hierarchy.
-/// With a private cgroup namespace the kernel roots each mount at the container's cgroup.
+/// A `cgroup` mount. With a cgroup namespace (new or joined) the kernel roots a fresh mount
+/// of each hierarchy at the container's cgroup. Without one a fresh mount would show the
+/// host's whole tree, so, as runc does, the container's own cgroup directories are bound
+/// there instead. On a cgroup2-only host that is one mount; otherwise a tmpfs with one
+/// mount per hierarchy.
 fn mount_cgroup(s: &Setup, root: &Root, dest: &Path, opts: &MountOpts) -> Result<()> {
     let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
-    let target = root.mount_target(dest, true)?;
-    if s.cgroup_mounts.is_empty() {
-        return mount(
-            Some("cgroup2"),
-            fd_path(&target).as_str(),
-            Some("cgroup2"),
-            flags,
-            None::<&str>,
-        )
-        .ctx(|| "mount cgroup2");
+    let one = |m: &CgroupMount, at: &Path| -> Result<()> {
+        let t = root.mount_target(at, true)?;
+        if s.cgroupns {
+            let fstype = if m.options.is_empty() {
+                "cgroup2"
+            } else {
+                "cgroup"
+            };
+            mount(
+                Some("cgroup"),
+                fd_path(&t).as_str(),
+                Some(fstype),
+                flags & !MsFlags::MS_RDONLY,
+                (!m.options.is_empty()).then_some(m.options.as_str()),
+            )
+            .ctx(|| format!("mount cgroup {}", m.name))?;
+        } else {
+            mount(
+                Some(&m.dir),
+                fd_path(&t).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .ctx(|| format!("bind the container's cgroup {}", m.dir.display()))?;
+        }
+        let t = root.resolve(at).ctx(|| "reopen cgroup mount")?;
+        remount_bind(&fd_path(&t), flags).ctx(|| "remount cgroup with the mount's flags")
+    };
+    if let [m] = s.cgroup_mounts {
+        if m.name.is_empty() {
+            return one(m, dest);
+        }
     }
+    let target = root.mount_target(dest, true)?;
     mount(
         Some("tmpfs"),
         fd_path(&target).as_str(),
@@ -446,26 +486,8 @@ fn mount_cgroup(s: &Setup, root: &Root, dest: &Path, opts: &MountOpts) -> Result
         Some("mode=755"),
     )
     .ctx(|| "mount tmpfs for cgroups")?;
-    for (name, options) in s.cgroup_mounts {
-        let sub = dest.join(name);
-        let t = root.mount_target(&sub, true)?;
-        let fstype = if options.is_empty() {
-            "cgroup2"
-        } else {
-            "cgroup"
-        };
-        mount(
-            Some("cgroup"),
-            fd_path(&t).as_str(),
-            Some(fstype),
-            flags & !MsFlags::MS_RDONLY,
-            (!options.is_empty()).then_some(options.as_str()),
-        )
-        .ctx(|| format!("mount cgroup {name}"))?;
-        if flags.contains(MsFlags::MS_RDONLY) {
-            let t = root.resolve(&sub).ctx(|| "reopen cgroup mount")?;
-            remount_bind(&fd_path(&t), flags).ctx(|| "remount cgroup read-only")?;
-        }
+    for m in s.cgroup_mounts {
+        one(m, &dest.join(&m.name))?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         let t = root.resolve(dest).ctx(|| "reopen cgroup tmpfs")?;

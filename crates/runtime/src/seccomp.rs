@@ -365,7 +365,13 @@ pub fn send_listener(
         // Linux drops ancillary data sent with no bytes on a stream socket.
         return Err(fail("sendmsg", Errno::EINVAL));
     }
-    let addr = socket::UnixAddr::new(listener_path).map_err(|e| fail("socket address", e))?;
+    let short = crate::sockpath::short(listener_path).map_err(|e| {
+        fail(
+            "socket address",
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
+        )
+    })?;
+    let addr = socket::UnixAddr::new(&short.path).map_err(|e| fail("socket address", e))?;
     let sock = socket::socket(
         AddressFamily::Unix,
         SockType::Stream,

@@ -138,3 +138,32 @@ fn features_lists_what_is_supported() {
         .contains(&json!("CAP_SYS_ADMIN")));
     assert_eq!(v["linux"]["seccomp"]["enabled"], true);
 }
+
+/// A container's /sys/fs/cgroup shows its own cgroup and limits, with and without a cgroup
+/// namespace (without one, the directories are bound rather than the host tree mounted).
+#[test]
+fn cgroup_mount_shows_the_containers_own_cgroup() {
+    for cgroupns in [true, false] {
+        let mut b = Bundle::new(&[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes; ls /sys/fs/cgroup/memory | grep -c berth-test; touch /sys/fs/cgroup/pids/x 2>/dev/null && echo WRITABLE; true",
+        ]);
+        b.spec["linux"]["resources"] =
+            json!({"pids": {"limit": 33}, "memory": {"limit": 50 * 1024 * 1024}});
+        let nss: Vec<serde_json::Value> = b.spec["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| cgroupns || n["type"] != "cgroup")
+            .cloned()
+            .collect();
+        b.spec["linux"]["namespaces"] = json!(nss);
+        let id = format!("cgmnt{cgroupns}");
+        let (code, out, err) = b.run(&id);
+        assert_eq!(code, 0, "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines, ["33", "52428800", "0"], "cgroupns {cgroupns}");
+        b.assert_no_leftovers(&id);
+    }
+}

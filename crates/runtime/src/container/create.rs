@@ -7,7 +7,7 @@ use crate::error::{Context, Error, Result};
 use crate::namespaces::{self, Plan};
 use crate::state::{self, Container, Stored, START_SOCKET};
 use crate::sync::{self, Msg};
-use crate::{hooks, init, process, seccomp, spec};
+use crate::{hooks, init, process, rootfs, seccomp, spec};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
@@ -104,20 +104,25 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
         .map(|p| p.to_string_lossy().into_owned())
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| format!("/{}", o.id));
-    let cg = cgroups::Cgroup::open(&cgroups_path)?;
+    let layout = cgroups::Layout::detect()?;
+    let cg = cgroups::Cgroup::open_in(&layout, &cgroups_path)?;
     cg.create()?;
     cleanup.cgroup = Some(cg);
     let cg = cleanup.cgroup.as_ref().expect("just set");
     cg.apply(&device_rules(linux))?;
-    let cgroup_mounts = cgroup_mounts_for_container()?;
+    let cgroup_mounts = cgroup_mounts_for_container(&layout, cg);
     let joiner = cg.joiner()?;
     crate::trace::mark("cgroup ready");
 
-    let listener = UnixListener::bind(dir.join(START_SOCKET))
-        .ctx(|| format!("bind {}", dir.join(START_SOCKET).display()))?;
+    let start_sock = dir.join(START_SOCKET);
+    let listener = crate::sockpath::short(&start_sock)
+        .and_then(|p| UnixListener::bind(&p.path))
+        .ctx(|| format!("bind {}", start_sock.display()))?;
     let console = match &o.console_socket {
         Some(p) => Some(
-            UnixStream::connect(p).ctx(|| format!("connect to console socket {}", p.display()))?,
+            crate::sockpath::short(p)
+                .and_then(|s| UnixStream::connect(&s.path))
+                .ctx(|| format!("connect to console socket {}", p.display()))?,
         ),
         None => None,
     };
@@ -384,11 +389,34 @@ fn write_id_map(pid: Pid, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {
         .ctx(|| format!("write {file} (linux.{}Mappings)", &file[..3]))
 }
 
-/// Mounts of cgroup hierarchies the init recreates for a `cgroup` mount: (name, options);
-/// empty when the host is cgroup2-only.
-fn cgroup_mounts_for_container() -> Result<Vec<(String, String)>> {
-    let layout = cgroups::Layout::detect()?;
-    Ok(layout.v1_mounts())
+/// The hierarchies a container's `cgroup` mount shows, with the container's directory in
+/// each (see rootfs::mount_cgroup).
+fn cgroup_mounts_for_container(
+    layout: &cgroups::Layout,
+    cg: &cgroups::Cgroup,
+) -> Vec<rootfs::CgroupMount> {
+    if layout.is_v2() {
+        return cg
+            .unified
+            .iter()
+            .map(|d| rootfs::CgroupMount {
+                name: String::new(),
+                options: String::new(),
+                dir: d.clone(),
+            })
+            .collect();
+    }
+    let dirs = cg.v1.iter().map(|d| &d.dir).chain(cg.unified.as_ref());
+    layout
+        .v1_mounts()
+        .into_iter()
+        .zip(dirs)
+        .map(|((name, options), dir)| rootfs::CgroupMount {
+            name,
+            options,
+            dir: dir.clone(),
+        })
+        .collect()
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

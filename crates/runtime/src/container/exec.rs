@@ -46,7 +46,9 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32> {
     let joiner = c.stored.cgroup.joiner()?;
     let console = match &o.console_socket {
         Some(p) => Some(
-            UnixStream::connect(p).ctx(|| format!("connect to console socket {}", p.display()))?,
+            crate::sockpath::short(p)
+                .and_then(|s| UnixStream::connect(&s.path))
+                .ctx(|| format!("connect to console socket {}", p.display()))?,
         ),
         None => None,
     };

@@ -22,7 +22,9 @@ pub fn start(c: &Container) -> Result<()> {
         }
     }
     let path = c.dir.join(START_SOCKET);
-    let mut conn = UnixStream::connect(&path).ctx(|| format!("start {}", c.id()))?;
+    let mut conn = crate::sockpath::short(&path)
+        .and_then(|p| UnixStream::connect(&p.path))
+        .ctx(|| format!("start {}", c.id()))?;
     // Removing the socket is what turns "created" into "running" for `state`.
     std::fs::remove_file(&path).ctx(|| format!("remove {}", path.display()))?;
     conn.write_all(&[1]).ctx(|| format!("start {}", c.id()))?;
