@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing berth needs on a Debian machine (run as root).
 # Idempotent: only calls apt-get when something is missing.
+# With --peers, also the engines the interop tests drive berth-runtime with.
 set -euo pipefail
 pkgs=(busybox-static libseccomp-dev pkg-config iproute2)
+if [ "${1:-}" = --peers ]; then
+  pkgs+=(podman containerd docker.io runc tar)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -2,7 +2,7 @@
 # Installs what the tests need and runs them all (as root: the tests make real containers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/deps.sh
+./scripts/deps.sh --peers
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 if command -v cargo-nextest >/dev/null 2>&1; then
