@@ -284,6 +284,8 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
+        terminal_fallback: None,
+        pidfd_socket: a.pidfd_socket.clone(),
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
@@ -377,9 +379,23 @@ fn run_container(root: &Path, r: &RunCmd) -> Result<i32> {
         }
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)?;
     }
-    let created = container::create(root, &create_options(&r.common))?;
+    let relay = match (r.detach, &r.common.console_socket) {
+        (false, None) => Some(crate::tty::Relay::new(root, &r.common.id)?),
+        _ => None,
+    };
+    let mut opts = create_options(&r.common);
+    opts.terminal_fallback = relay.as_ref().map(|t| t.path().to_path_buf());
+    let created = container::create(root, &opts)?;
     runtime::trace::mark("created");
     let c = created.container;
+    let tty = match relay.filter(|_| created.terminal).map(|t| t.start()) {
+        Some(Err(e)) => {
+            let _ = container::delete(&c, true);
+            return Err(e);
+        }
+        Some(Ok(t)) => Some(t),
+        None => None,
+    };
     if let Err(e) = container::start(&c) {
         let _ = container::delete(&c, true);
         return Err(e.into());
@@ -388,7 +404,10 @@ fn run_container(root: &Path, r: &RunCmd) -> Result<i32> {
         return Ok(0);
     }
     runtime::trace::mark("started");
-    let code = wait_forwarding(created.pid, &all)?;
+    let code = wait_forwarding(created.pid, &all, tty.as_ref())?;
+    if let Some(t) = tty {
+        t.finish();
+    }
     runtime::trace::mark("exited");
     if !r.keep {
         container::delete(&Container::load(root, c.id())?, true)?;
@@ -399,7 +418,13 @@ fn run_container(root: &Path, r: &RunCmd) -> Result<i32> {
 
 /// Waits for our child `pid`, forwarding every other signal to it; returns its exit code
 /// the way a shell reports it (128 + signal when killed).
-fn wait_forwarding(pid: i32, set: &nix::sys::signal::SigSet) -> Result<i32> {
+/// Waits for our child `pid`, passing on the signals we receive; SIGWINCH resizes the
+/// terminal we relay, if any, instead.
+fn wait_forwarding(
+    pid: i32,
+    set: &nix::sys::signal::SigSet,
+    tty: Option<&crate::tty::Running>,
+) -> Result<i32> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let child = nix::unistd::Pid::from_raw(pid);
     loop {
@@ -409,6 +434,12 @@ fn wait_forwarding(pid: i32, set: &nix::sys::signal::SigSet) -> Result<i32> {
             _ => {}
         }
         let sig = set.wait()?;
+        if sig == nix::sys::signal::SIGWINCH {
+            if let Some(t) = tty {
+                t.resize();
+                continue;
+            }
+        }
         if sig != nix::sys::signal::SIGCHLD {
             let _ = nix::sys::signal::kill(child, sig);
         }
@@ -431,11 +462,19 @@ fn exec(root: &Path, e: &ExecCmd) -> Result<i32> {
         }
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)?;
     }
+    let relay = match (e.detach, &e.console_socket, process.terminal()) {
+        (false, None, Some(true)) => Some(crate::tty::Relay::new(root, &e.id)?),
+        _ => None,
+    };
     let pid = container::exec(
         &c,
         &container::ExecOptions {
             process,
-            console_socket: e.console_socket.clone(),
+            console_socket: relay
+                .as_ref()
+                .map(|t| t.path().to_path_buf())
+                .or_else(|| e.console_socket.clone()),
+            pidfd_socket: e.pidfd_socket.clone(),
             pid_file: e.pid_file.clone(),
             preserve_fds: e.preserve_fds,
         },
@@ -443,7 +482,12 @@ fn exec(root: &Path, e: &ExecCmd) -> Result<i32> {
     if e.detach {
         return Ok(0);
     }
-    wait_forwarding(pid, &all)
+    let tty = relay.map(|t| t.start()).transpose()?;
+    let code = wait_forwarding(pid, &all, tty.as_ref())?;
+    if let Some(t) = tty {
+        t.finish();
+    }
+    Ok(code)
 }
 
 /// The process for `exec`: the --process file as is, or the container's own process

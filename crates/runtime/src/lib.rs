@@ -9,6 +9,7 @@ pub mod exeseal;
 pub mod hooks;
 pub mod init;
 pub mod namespaces;
+pub mod pidfd;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

@@ -2,6 +2,7 @@
 //! and dockerd can use it in place of runc.
 
 mod cli;
+mod tty;
 
 use clap::Parser;
 use std::io::Write;

@@ -101,3 +101,33 @@ fn terminal_without_console_socket_is_an_error() {
     );
     b.assert_no_leftovers("tty2");
 }
+
+/// A foreground `run` with a terminal and no --console-socket relays the pty itself, as
+/// runc does: the process sees a tty, reads what we type, and its exit code comes back.
+#[test]
+fn foreground_run_relays_the_terminal() {
+    let mut b = Bundle::new(&["sh", "-c", "tty; read line; echo got-$line; exit 5"]);
+    b.spec["process"]["terminal"] = json!(true);
+    b.write();
+    // `script` gives berth-runtime a terminal of its own, and types the line for us.
+    let cmd = format!(
+        "{} --root {} run --bundle {} tty3",
+        bin(),
+        b.root.display(),
+        b.dir.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert!(text.contains("got-hello"), "{text}");
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    b.assert_no_leftovers("tty3");
+}

@@ -203,3 +203,77 @@ fn version_is_printed_like_runc() {
     assert!(lines[1].starts_with("commit: "));
     assert_eq!(lines[2], format!("spec: {}", runtime::state::OCI_VERSION));
 }
+
+/// Accepts one connection on `sock` and returns the pid of the pidfd it carries.
+fn receive_pidfd(l: std::os::unix::net::UnixListener) -> std::thread::JoinHandle<i32> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    std::thread::spawn(move || {
+        let (conn, _) = l.accept().unwrap();
+        let mut buf = [0u8; 16];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("a file descriptor");
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let pid = info
+            .lines()
+            .find_map(|l| l.strip_prefix("Pid:"))
+            .expect("a pidfd")
+            .trim()
+            .parse()
+            .unwrap();
+        nix::unistd::close(fd).unwrap();
+        pid
+    })
+}
+
+#[test]
+fn pidfd_socket_receives_the_process() {
+    let b = Bundle::new(&["sleep", "1000"]);
+    let sock = b.tmp.path().join("pidfd.sock");
+    let got = receive_pidfd(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let o = b.rt(&["create", "--pidfd-socket", sock.to_str().unwrap(), "pfd"]);
+    assert!(o.status.success(), "{}", stderr_line(&o));
+    assert_eq!(
+        i64::from(got.join().unwrap()),
+        b.state("pfd")["pid"].as_i64().unwrap()
+    );
+
+    let sock2 = b.tmp.path().join("pidfd2.sock");
+    let got = receive_pidfd(std::os::unix::net::UnixListener::bind(&sock2).unwrap());
+    let pidfile = b.tmp.path().join("exec.pid");
+    let o = b.rt(&[
+        "exec",
+        "-d",
+        "--pidfd-socket",
+        sock2.to_str().unwrap(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        "pfd",
+        "sleep",
+        "100",
+    ]);
+    assert!(o.status.success(), "{}", stderr_line(&o));
+    let want: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(got.join().unwrap(), want);
+    assert!(b.rt(&["delete", "--force", "pfd"]).status.success());
+    b.assert_no_leftovers("pfd");
+}

@@ -22,6 +22,10 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// Used as the console socket when the process wants a terminal and no
+    /// --console-socket was given (a foreground `run` relays the terminal itself).
+    pub terminal_fallback: Option<PathBuf>,
+    pub pidfd_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
@@ -29,6 +33,8 @@ pub struct CreateOptions {
 
 pub struct Created {
     pub pid: i32,
+    /// The process has a terminal, sent to the console socket.
+    pub terminal: bool,
     pub container: Container,
 }
 
@@ -77,11 +83,17 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
         });
     }
     let process = s.process().as_ref().expect("validated");
-    if process.terminal() == Some(true) && o.console_socket.is_none() {
-        return Err(Error::Other(
-            "process.terminal is true: a --console-socket is required".into(),
-        ));
-    }
+    let terminal = process.terminal() == Some(true);
+    let console_socket = match (&o.console_socket, &o.terminal_fallback) {
+        (Some(p), _) => Some(p),
+        (None, Some(p)) if terminal => Some(p),
+        (None, _) if terminal => {
+            return Err(Error::Other(
+                "process.terminal is true: a --console-socket is required".into(),
+            ))
+        }
+        (None, _) => None,
+    };
 
     std::fs::create_dir_all(root).ctx(|| format!("create state root {}", root.display()))?;
     let dir = root.join(&o.id);
@@ -118,7 +130,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
     let listener = crate::sockpath::short(&start_sock)
         .and_then(|p| UnixListener::bind(&p.path))
         .ctx(|| format!("bind {}", start_sock.display()))?;
-    let console = match &o.console_socket {
+    let console = match console_socket {
         Some(p) => Some(
             crate::sockpath::short(p)
                 .and_then(|s| UnixStream::connect(&s.path))
@@ -232,9 +244,13 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
     if let Some(pf) = &o.pid_file {
         write_pid_file(pf, pid.as_raw())?;
     }
+    if let Some(sock) = &o.pidfd_socket {
+        crate::pidfd::send(sock, pid.as_raw())?;
+    }
     cleanup.disarm();
     Ok(Created {
         pid: pid.as_raw(),
+        terminal,
         container: Container { dir, stored },
     })
 }

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 pub struct ExecOptions {
     pub process: Process,
     pub console_socket: Option<PathBuf>,
+    pub pidfd_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
 }
@@ -109,6 +110,9 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32> {
     }
     if let Some(pf) = &o.pid_file {
         std::fs::write(pf, pid.to_string()).ctx(|| format!("write pid file {}", pf.display()))?;
+    }
+    if let Some(sock) = &o.pidfd_socket {
+        crate::pidfd::send(sock, pid)?;
     }
     Ok(pid)
 }
