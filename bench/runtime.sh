@@ -30,7 +30,7 @@ declare -A cmd=([berth]="$berth" [runc]="runc" [youki]="$youki" [crun]="crun")
 out=$b/out; mkdir -p "$out"
 for r in berth runc youki; do
   [ -x "${cmd[$r]}" ] || command -v "${cmd[$r]}" >/dev/null || continue
-  hyperfine -N -w 3 -r "$runs" --export-json "$out/$r-hybrid.json" "${cmd[$r]} --root $b/state-$r run -b $b/bundle h-$r" >/dev/null 2>&1
+  timeout 300 hyperfine -N -w 3 -r "$runs" --export-json "$out/$r-hybrid.json" "${cmd[$r]} --root $b/state-$r run -b $b/bundle h-$r" >/dev/null 2>&1
   /usr/bin/time -f %M -o "$out/$r-rss" "${cmd[$r]}" --root "$b/state-$r" run -b "$b/bundle" rss-$r >/dev/null 2>&1
 done
 unshare -m --propagation private bash -c "

@@ -124,6 +124,7 @@ fn run(a: &Args) -> Result<std::convert::Infallible> {
     )?;
 
     rootfs::pivot(a.rootfs, a.no_pivot)?;
+    rootfs::apply_root_propagation(spec)?;
     crate::trace::mark("init pivoted");
     for (k, v) in linux
         .and_then(|l| l.sysctl().as_ref())

@@ -311,20 +311,11 @@ pub struct Setup<'a> {
 
 /// Everything up to, not including, pivot_root: the caller runs hooks in between.
 pub fn prepare(s: &Setup) -> Result<()> {
-    let linux = s.spec.linux().as_ref();
-    let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        Some(p) => match parse_options(&[p.to_string()]).propagation.first() {
-            Some(f) => *f,
-            None => {
-                return Err(Error::Other(format!(
-                    "linux.rootfsPropagation: unknown value {p:?}"
-                )))
-            }
-        },
-    };
+    let prop = root_propagation(s.spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
         .ctx(|| "set propagation of / in the container mount namespace")?;
+    // pivot_root refuses a new root whose parent mount is shared.
+    make_parent_mount_private(s.rootfs)?;
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(s.rootfs),
@@ -641,6 +632,64 @@ fn create_device(s: &Setup, root: &Root, d: &LinuxDevice) -> Result<()> {
             .ctx(ctx)?;
         }
         Err(e) => return Err(e).ctx(ctx),
+    }
+    Ok(())
+}
+
+/// linux.rootfsPropagation as mount flags; None when unset.
+fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
+    match spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
+        None | Some("") => Ok(None),
+        Some(p) => match parse_options(&[p.to_string()]).propagation.first() {
+            Some(f) => Ok(Some(*f)),
+            None => Err(Error::Other(format!(
+                "linux.rootfsPropagation: unknown value {p:?}"
+            ))),
+        },
+    }
+}
+
+/// Makes the mount that holds `path` private, in the container's mount namespace.
+fn make_parent_mount_private(path: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo")?;
+    let mut best: Option<(&str, bool)> = None;
+    for line in info.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        if f.len() < 5 {
+            continue;
+        }
+        let mp = f[4];
+        if path.starts_with(mp) && best.is_none_or(|(b, _)| mp.len() >= b.len()) {
+            let shared = f[6..sep].iter().any(|o| o.starts_with("shared:"));
+            best = Some((mp, shared));
+        }
+    }
+    if let Some((mp, true)) = best {
+        mount(
+            None::<&str>,
+            mp,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .ctx(|| format!("make {mp} private for pivot_root"))?;
+    }
+    Ok(())
+}
+
+/// Sets linux.rootfsPropagation on the new root; shared mounts cannot be pivoted into,
+/// so this comes after pivot_root.
+pub fn apply_root_propagation(spec: &Spec) -> Result<()> {
+    if let Some(p) = root_propagation(spec)? {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .ctx(|| "apply linux.rootfsPropagation to /")?;
     }
     Ok(())
 }

@@ -267,3 +267,39 @@ fn no_pivot_runs_with_move_and_chroot() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "/bin/busybox\n");
     b.assert_no_leftovers("np1");
 }
+
+/// The time namespace with offsets, personality, I/O priority, scheduler policy and the
+/// rootfs propagation, each read back from inside.
+#[test]
+fn time_personality_ioprio_scheduler_propagation() {
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "cut -d. -f1 /proc/uptime; uname -m; ionice; grep -o 'policy.*' /proc/self/sched | tr -d ' '; \
+         awk '$5 == \"/\"' /proc/self/mountinfo | grep -c shared:",
+    ]);
+    let year = 365 * 86400;
+    b.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    b.spec["linux"]["timeOffsets"] = json!({
+        "monotonic": {"secs": year, "nanosecs": 0},
+        "boottime": {"secs": year, "nanosecs": 0}
+    });
+    b.spec["linux"]["personality"] = json!({"domain": "LINUX32"});
+    b.spec["linux"]["rootfsPropagation"] = json!("shared");
+    b.spec["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    b.spec["process"]["scheduler"] = json!({"policy": "SCHED_BATCH"});
+    let out = run_ok(&b, "misc1");
+    let lines: Vec<&str> = out.lines().collect();
+    let uptime: u64 = lines[0].parse().unwrap();
+    assert!(
+        uptime >= year as u64,
+        "boottime offset not applied: {uptime}"
+    );
+    assert_eq!(lines[1], "i686");
+    assert_eq!(lines[2], "best-effort: prio 6");
+    assert_eq!(lines[3], "policy:3");
+    assert_eq!(lines[4], "1", "rootfs is not a shared mount");
+}

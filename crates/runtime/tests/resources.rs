@@ -167,3 +167,100 @@ fn cgroup_mount_shows_the_containers_own_cgroup() {
         b.assert_no_leftovers(&id);
     }
 }
+
+fn read(p: &std::path::Path, f: &str) -> String {
+    std::fs::read_to_string(p.join(f))
+        .unwrap_or_else(|e| panic!("{}: {e}", p.join(f).display()))
+        .trim()
+        .to_string()
+}
+
+/// The rest of linux.resources on this hybrid host, read back from the cgroup files:
+/// memory reservation, swap and OOM killer, cpuset and cpu, blkio throttles, hugetlb (served
+/// by the cgroup2 hierarchy here), and device rules that the kernel enforces.
+#[test]
+fn every_resource_reaches_its_cgroup_file() {
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.spec["linux"]["resources"] = json!({
+        "memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": 128 << 20, "disableOOMKiller": true},
+        "cpu": {"shares": 512, "quota": 20000, "period": 100000, "cpus": "0", "mems": "0"},
+        "blockIO": {"throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}],
+                    "throttleWriteIOPSDevice": [{"major": 254, "minor": 0, "rate": 100}]},
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 21}],
+        "devices": [{"allow": false, "access": "rwm"}]
+    });
+    b.write();
+    let o = b.rt(&["run", "-d", "res1"]);
+    assert!(o.status.success(), "{}", stderr_line(&o));
+    let dir = |ctrl: &str| std::path::PathBuf::from(format!("/sys/fs/cgroup/{ctrl}{}", b.cgroup));
+    let mem = dir("memory");
+    assert_eq!(
+        read(&mem, "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        read(&mem, "memory.soft_limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+    assert_eq!(
+        read(&mem, "memory.memsw.limit_in_bytes"),
+        (128u64 << 20).to_string()
+    );
+    assert!(read(&mem, "memory.oom_control").contains("oom_kill_disable 1"));
+    assert_eq!(read(&dir("cpu"), "cpu.shares"), "512");
+    assert_eq!(read(&dir("cpu"), "cpu.cfs_quota_us"), "20000");
+    assert_eq!(read(&dir("cpuset"), "cpuset.cpus"), "0");
+    assert_eq!(
+        read(&dir("blkio"), "blkio.throttle.read_bps_device"),
+        "254:0 1048576"
+    );
+    assert_eq!(
+        read(&dir("blkio"), "blkio.throttle.write_iops_device"),
+        "254:0 100"
+    );
+    assert_eq!(
+        read(&dir("unified"), "hugetlb.2MB.max"),
+        (4u64 << 21).to_string()
+    );
+    // Device rules: the defaults the runtime adds (null, zero, tty, …) and nothing else.
+    let o = b.rt(&[
+        "exec", "--cap", "CAP_MKNOD", "res1", "sh", "-c",
+        "head -c1 /dev/zero | wc -c; mknod /dev/vdx b 254 0 && head -c1 /dev/vdx 2>&1 | grep -c 'not permitted'",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "1\n1",
+        "{}",
+        stderr_line(&o)
+    );
+    assert!(b.rt(&["delete", "--force", "res1"]).status.success());
+    b.assert_no_leftovers("res1");
+}
+
+/// A relative cgroupsPath is placed under the runtime's own cgroup, per hierarchy.
+#[test]
+fn relative_cgroups_path_is_under_our_own_cgroup() {
+    let mut b = Bundle::new(&["cat", "/proc/self/cgroup"]);
+    let rel = unique("berth-rel");
+    b.spec["linux"]["cgroupsPath"] = json!(rel);
+    // Without a cgroup namespace the container sees host cgroup paths.
+    let nss: Vec<serde_json::Value> = b.spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "cgroup")
+        .cloned()
+        .collect();
+    b.spec["linux"]["namespaces"] = json!(nss);
+    let (code, out, err) = b.run("rel1");
+    assert_eq!(code, 0, "{err}");
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own_mem = own.lines().find(|l| l.contains(":memory:")).unwrap();
+    let theirs = out.lines().find(|l| l.contains(":memory:")).unwrap();
+    let want = format!("{}/{rel}", own_mem.trim_end_matches('/'));
+    assert_eq!(theirs, want);
+    let own_path = own_mem.splitn(3, ':').nth(2).unwrap().trim_start_matches('/');
+    let dir = std::path::Path::new("/sys/fs/cgroup/memory").join(own_path).join(&rel);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    b.assert_no_leftovers("rel1");
+}
