@@ -259,8 +259,14 @@ fn relative_cgroups_path_is_under_our_own_cgroup() {
     let theirs = out.lines().find(|l| l.contains(":memory:")).unwrap();
     let want = format!("{}/{rel}", own_mem.trim_end_matches('/'));
     assert_eq!(theirs, want);
-    let own_path = own_mem.splitn(3, ':').nth(2).unwrap().trim_start_matches('/');
-    let dir = std::path::Path::new("/sys/fs/cgroup/memory").join(own_path).join(&rel);
+    let own_path = own_mem
+        .splitn(3, ':')
+        .nth(2)
+        .unwrap()
+        .trim_start_matches('/');
+    let dir = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(own_path)
+        .join(&rel);
     assert!(!dir.exists(), "{} left behind", dir.display());
     b.assert_no_leftovers("rel1");
 }

@@ -56,3 +56,77 @@ fn unknown_action_is_named() {
     );
     b.assert_no_leftovers("sc4");
 }
+
+/// SCMP_ACT_NOTIFY with a listenerPath: the runtime sends the notify fd and the process
+/// state to the listener, which then decides the syscall's outcome (here: EACCES for
+/// mkdir). Argument conditions and the arch list are part of the same profile.
+#[test]
+fn notify_action_reaches_the_listener() {
+    use libseccomp::{ScmpNotifReq, ScmpNotifResp};
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "mkdir /dev/shm/z 2>&1; touch /dev/shm/f; chmod 777 /dev/shm/f 2>/dev/null || echo chmod-777-refused; \
+         chmod 755 /dev/shm/f && echo chmod-755-ok",
+    ]);
+    let sock = b.tmp.path().join("seccomp.sock");
+    let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    b.spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "listenerPath": sock,
+        "listenerMetadata": "berth-test",
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"},
+            // Mode 0777 is refused; any other mode does not match and is allowed.
+            {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+             "args": [{"index": 1, "value": 511, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["fchmodat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+             "args": [{"index": 2, "value": 511, "op": "SCMP_CMP_EQ"}]}
+        ]
+    });
+    let listener = std::thread::spawn(move || {
+        let (conn, _) = l.accept().unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .unwrap();
+        let n = msg.bytes;
+        let state: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let req = ScmpNotifReq::receive(fd).unwrap();
+        ScmpNotifResp::new_error(
+            req.id,
+            -libc::EACCES,
+            libseccomp::ScmpNotifRespFlags::empty(),
+        )
+        .respond(fd)
+        .unwrap();
+        state
+    });
+    let (code, out, err) = b.run("sc5");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Permission denied"), "{out}");
+    assert!(out.contains("chmod-777-refused"), "{out}");
+    assert!(out.contains("chmod-755-ok"), "{out}");
+    let state = listener.join().unwrap();
+    assert_eq!(state["metadata"], "berth-test");
+    assert_eq!(state["state"]["id"], "sc5");
+    assert_eq!(state["fds"][0], "seccompFd");
+    b.assert_no_leftovers("sc5");
+}
