@@ -364,21 +364,7 @@ pub fn run(app: App) -> Result<i32> {
 }
 
 fn run_container(root: &Path, r: &RunCmd) -> Result<i32> {
-    use nix::sys::signal::{SigSet, SigmaskHow};
-    // Signals for the container are forwarded, so block them now and take them with
-    // sigwaitinfo; the init unblocks everything before it execs.
-    let mut all = SigSet::all();
-    if !r.detach {
-        for s in [
-            nix::sys::signal::SIGSEGV,
-            nix::sys::signal::SIGBUS,
-            nix::sys::signal::SIGILL,
-            nix::sys::signal::SIGFPE,
-        ] {
-            all.remove(s);
-        }
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)?;
-    }
+    let all = block_forwarded_signals(!r.detach)?;
     let relay = match (r.detach, &r.common.console_socket) {
         (false, None) => Some(crate::tty::Relay::new(root, &r.common.id)?),
         _ => None,
@@ -418,6 +404,21 @@ fn run_container(root: &Path, r: &RunCmd) -> Result<i32> {
 
 /// Waits for our child `pid`, forwarding every other signal to it; returns its exit code
 /// the way a shell reports it (128 + signal when killed).
+/// In the foreground, signals for the container are forwarded: block them now and take
+/// them with sigwaitinfo (the container's process unblocks everything before it execs).
+/// Faults stay deliverable so a crash of ours is not swallowed.
+fn block_forwarded_signals(foreground: bool) -> Result<nix::sys::signal::SigSet> {
+    use nix::sys::signal::{SigSet, SigmaskHow, SIGBUS, SIGFPE, SIGILL, SIGSEGV};
+    let mut all = SigSet::all();
+    if foreground {
+        for s in [SIGSEGV, SIGBUS, SIGILL, SIGFPE] {
+            all.remove(s);
+        }
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)?;
+    }
+    Ok(all)
+}
+
 /// Waits for our child `pid`, passing on the signals we receive; SIGWINCH resizes the
 /// terminal we relay, if any, instead.
 fn wait_forwarding(
@@ -447,21 +448,9 @@ fn wait_forwarding(
 }
 
 fn exec(root: &Path, e: &ExecCmd) -> Result<i32> {
-    use nix::sys::signal::{SigSet, SigmaskHow};
     let c = Container::load(root, &e.id)?;
     let process = exec_process(&c, e)?;
-    let mut all = SigSet::all();
-    if !e.detach {
-        for s in [
-            nix::sys::signal::SIGSEGV,
-            nix::sys::signal::SIGBUS,
-            nix::sys::signal::SIGILL,
-            nix::sys::signal::SIGFPE,
-        ] {
-            all.remove(s);
-        }
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)?;
-    }
+    let all = block_forwarded_signals(!e.detach)?;
     let relay = match (e.detach, &e.console_socket, process.terminal()) {
         (false, None, Some(true)) => Some(crate::tty::Relay::new(root, &e.id)?),
         _ => None,

@@ -5,7 +5,6 @@ use crate::error::{Context, Error, Result};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 pub fn open(pid: i32) -> Result<OwnedFd> {
@@ -23,8 +22,7 @@ pub fn open(pid: i32) -> Result<OwnedFd> {
 
 pub fn send(socket: &Path, pid: i32) -> Result<()> {
     let fd = open(pid)?;
-    let conn = crate::sockpath::short(socket)
-        .and_then(|p| UnixStream::connect(&p.path))
+    let conn = crate::sockpath::connect(socket)
         .ctx(|| format!("connect to --pidfd-socket {}", socket.display()))?;
     let fds = [fd.as_raw_fd()];
     let iov = [IoSlice::new(b"pidfd")];

@@ -40,6 +40,11 @@ pub fn short(path: &Path) -> std::io::Result<SockPath> {
     })
 }
 
+/// Connects to a unix socket at any path length.
+pub fn connect(path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
+    std::os::unix::net::UnixStream::connect(&short(path)?.path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -206,28 +206,8 @@ fn version_is_printed_like_runc() {
 
 /// Accepts one connection on `sock` and returns the pid of the pidfd it carries.
 fn receive_pidfd(l: std::os::unix::net::UnixListener) -> std::thread::JoinHandle<i32> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::AsRawFd;
     std::thread::spawn(move || {
-        let (conn, _) = l.accept().unwrap();
-        let mut buf = [0u8; 16];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        let fd = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            })
-            .expect("a file descriptor");
+        let (fd, _) = accept_fd(&l);
         let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
         let pid = info
             .lines()

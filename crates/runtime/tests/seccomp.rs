@@ -63,8 +63,6 @@ fn unknown_action_is_named() {
 #[test]
 fn notify_action_reaches_the_listener() {
     use libseccomp::{ScmpNotifReq, ScmpNotifResp};
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::AsRawFd;
     let mut b = Bundle::new(&[
         "sh",
         "-c",
@@ -88,27 +86,8 @@ fn notify_action_reaches_the_listener() {
         ]
     });
     let listener = std::thread::spawn(move || {
-        let (conn, _) = l.accept().unwrap();
-        let mut buf = vec![0u8; 65536];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        let fd = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            })
-            .unwrap();
-        let n = msg.bytes;
-        let state: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let (fd, msg) = accept_fd(&l);
+        let state: serde_json::Value = serde_json::from_slice(&msg).unwrap();
         let req = ScmpNotifReq::receive(fd).unwrap();
         ScmpNotifResp::new_error(
             req.id,

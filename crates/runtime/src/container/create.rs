@@ -13,7 +13,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 #[derive(Default, Clone)]
@@ -132,8 +132,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
         .ctx(|| format!("bind {}", start_sock.display()))?;
     let console = match console_socket {
         Some(p) => Some(
-            crate::sockpath::short(p)
-                .and_then(|s| UnixStream::connect(&s.path))
+            crate::sockpath::connect(p)
                 .ctx(|| format!("connect to console socket {}", p.display()))?,
         ),
         None => None,

@@ -14,7 +14,6 @@ use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 pub struct ExecOptions {
@@ -47,8 +46,7 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32> {
     let joiner = c.stored.cgroup.joiner()?;
     let console = match &o.console_socket {
         Some(p) => Some(
-            crate::sockpath::short(p)
-                .and_then(|s| UnixStream::connect(&s.path))
+            crate::sockpath::connect(p)
                 .ctx(|| format!("connect to console socket {}", p.display()))?,
         ),
         None => None,

@@ -3,7 +3,6 @@
 use crate::error::{Context, Error, Result};
 use crate::state::{Container, Status, START_SOCKET};
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 
 pub fn start(c: &Container) -> Result<()> {
     match c.status() {
@@ -22,9 +21,7 @@ pub fn start(c: &Container) -> Result<()> {
         }
     }
     let path = c.dir.join(START_SOCKET);
-    let mut conn = crate::sockpath::short(&path)
-        .and_then(|p| UnixStream::connect(&p.path))
-        .ctx(|| format!("start {}", c.id()))?;
+    let mut conn = crate::sockpath::connect(&path).ctx(|| format!("start {}", c.id()))?;
     // Removing the socket is what turns "created" into "running" for `state`.
     std::fs::remove_file(&path).ctx(|| format!("remove {}", path.display()))?;
     conn.write_all(&[1]).ctx(|| format!("start {}", c.id()))?;

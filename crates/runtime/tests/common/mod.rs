@@ -228,3 +228,32 @@ pub fn cgroup_roots() -> Vec<PathBuf> {
 pub fn stderr_line(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).trim().to_string()
 }
+
+/// Accepts one connection and receives a message with one file descriptor:
+/// (the descriptor, the message bytes).
+pub fn accept_fd(l: &std::os::unix::net::UnixListener) -> (std::os::fd::RawFd, Vec<u8>) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let (conn, _) = l.accept().unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let n = msg.bytes;
+    let fd = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("a file descriptor");
+    buf.truncate(n);
+    (fd, buf)
+}
