@@ -599,13 +599,24 @@ fn ps(root: &Path, p: &PsCmd) -> Result<i32> {
     Ok(0)
 }
 
+/// Stats once (--stats) or every --interval; the stream ends, successfully, when the
+/// container stops or is deleted.
 fn events(root: &Path, e: &EventsCmd) -> Result<i32> {
     let interval = parse_duration(&e.interval)?;
+    let mut first = true;
     loop {
-        let c = Container::load(root, &e.id)?;
+        let c = match Container::load(root, &e.id) {
+            Ok(c) => c,
+            Err(runtime::Error::NotExist(_)) if !first => return Ok(0),
+            Err(err) => return Err(err.into()),
+        };
         if c.status() == state::Status::Stopped {
-            bail!("container {} is not running", e.id);
+            if first {
+                bail!("container {} is not running", e.id);
+            }
+            return Ok(0);
         }
+        first = false;
         let stats = c.stored.cgroup.stats()?;
         let ev = serde_json::json!({"type": "stats", "id": e.id, "data": stats});
         println!("{ev}");

@@ -1,6 +1,6 @@
 //! Namespace types, their clone flags and /proc names, and which ones a spec creates or joins.
 
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 use std::os::fd::OwnedFd;
@@ -59,6 +59,39 @@ pub struct Plan {
     pub has_userns: bool,
     pub has_mountns: bool,
     pub has_pidns: bool,
+}
+
+/// A network namespace made by a helper thread while the runtime reads the config and
+/// prepares the cgroup: creating one is the slowest part of clone(2) (~0.5 ms here), and
+/// unshare(2) in a thread affects that thread only. The init joins it with setns(2).
+/// Only without a user namespace: a netns must belong to the container's user namespace.
+pub struct NetnsMaker(std::thread::JoinHandle<std::io::Result<OwnedFd>>);
+
+impl NetnsMaker {
+    pub fn start(plan: &Plan) -> Option<NetnsMaker> {
+        if !plan.clone_flags.contains(CloneFlags::CLONE_NEWNET) || plan.has_userns {
+            return None;
+        }
+        Some(NetnsMaker(std::thread::spawn(|| {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+            Ok(OwnedFd::from(std::fs::File::open(
+                "/proc/thread-self/ns/net",
+            )?))
+        })))
+    }
+
+    /// Waits for the namespace and moves it from the clone flags to the joins. The thread
+    /// has ended when this returns, so the runtime is single-threaded again for clone(2).
+    pub fn finish(self, plan: &mut Plan) -> Result<()> {
+        let fd = self
+            .0
+            .join()
+            .map_err(|_| Error::Other("network namespace thread panicked".into()))?
+            .ctx(|| "create network namespace")?;
+        plan.clone_flags.remove(CloneFlags::CLONE_NEWNET);
+        plan.join.push((LinuxNamespaceType::Network, fd));
+        Ok(())
+    }
 }
 
 pub fn plan(nss: &[LinuxNamespace]) -> Result<Plan> {

@@ -257,3 +257,96 @@ fn pidfd_socket_receives_the_process() {
     assert!(b.rt(&["delete", "--force", "pfd"]).status.success());
     b.assert_no_leftovers("pfd");
 }
+
+/// --preserve-fds N passes the caller's descriptors 3..3+N into the container.
+#[test]
+fn preserve_fds_passes_descriptors() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let b = Bundle::new(&["sh", "-c", "echo through-fd-3 >&3"]);
+    let out = b.tmp.path().join("fd3.txt");
+    let f = std::fs::File::create(&out).unwrap();
+    let raw = f.as_raw_fd();
+    let mut cmd = b.cmd(&["run", "--preserve-fds", "1", "pf1"]);
+    // SAFETY: dup2 in the child between fork and exec touches only descriptors.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself would keep close-on-exec, so clear it explicitly.
+            let r = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let st = cmd.stdin(std::process::Stdio::null()).status().unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "through-fd-3\n");
+    b.assert_no_leftovers("pf1");
+}
+
+/// Without --no-new-keyring the container gets a session keyring of its own.
+#[test]
+fn new_session_keyring_unless_asked_not_to() {
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "grep ' keyring ' /proc/keys | grep ' _ses:' | cut -d' ' -f1",
+    ]);
+    // /proc/keys is among the default masked paths.
+    let masked: Vec<serde_json::Value> = b.spec["linux"]["maskedPaths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| *p != "/proc/keys")
+        .cloned()
+        .collect();
+    b.spec["linux"]["maskedPaths"] = serde_json::json!(masked);
+    b.write();
+    let run = |args: &[&str]| {
+        let o = b.rt(args);
+        assert!(o.status.success(), "{}", stderr_line(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let fresh = run(&["run", "kr1"]);
+    let fresh2 = run(&["run", "kr2"]);
+    let inherited = run(&["run", "--no-new-keyring", "kr3"]);
+    assert!(
+        !fresh.is_empty(),
+        "no session keyring named _ses in the container"
+    );
+    assert_ne!(fresh, fresh2, "two containers share a session keyring");
+    assert!(!inherited.contains(&fresh), "{inherited} / {fresh}");
+    b.assert_no_leftovers("kr1");
+}
+
+/// `events` without --stats streams stats every --interval until the container stops.
+#[test]
+fn events_stream_at_the_interval() {
+    let b = Bundle::new(&["sleep", "1000"]);
+    assert!(b.rt(&["run", "-d", "ev1"]).status.success());
+    let mut child = b
+        .cmd(&["events", "--interval", "100ms", "ev1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    for _ in 0..2 {
+        let l = lines.next().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(v["type"], "stats");
+        assert_eq!(v["id"], "ev1");
+    }
+    assert!(b.rt(&["kill", "ev1", "KILL"]).status.success());
+    let st = child.wait().unwrap();
+    assert!(
+        st.success(),
+        "events did not end when the container stopped"
+    );
+    assert!(b.rt(&["delete", "ev1"]).status.success());
+    b.assert_no_leftovers("ev1");
+}

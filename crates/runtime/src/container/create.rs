@@ -75,7 +75,8 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
     let s = &bundle.spec;
     let linux = s.linux().as_ref().expect("validated");
     let nss = linux.namespaces().clone().unwrap_or_default();
-    let plan = namespaces::plan(&nss)?;
+    let mut plan = namespaces::plan(&nss)?;
+    let netns = namespaces::NetnsMaker::start(&plan);
     if !plan.has_mountns {
         return Err(Error::Config {
             path: bundle.dir.join("config.json"),
@@ -139,6 +140,9 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
     };
     let (parent_chan, child_chan) = sync::pair()?;
 
+    if let Some(n) = netns {
+        n.finish(&mut plan)?;
+    }
     join_before_clone(&plan, linux)?;
 
     let args = init::Args {
