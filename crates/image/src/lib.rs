@@ -1,7 +1,12 @@
 //! Images: content-addressed blobs, manifests and configs, and layers unpacked into
 //! snapshot directories that overlayfs stacks for containers.
 
+pub mod archive;
 pub mod digest;
+pub mod images;
+pub mod manifest;
+pub mod meta;
 pub mod reference;
+pub mod snapshot;
 pub mod store;
 pub mod unpack;
