@@ -289,41 +289,6 @@ fn preserve_fds_passes_descriptors() {
     b.assert_no_leftovers("pf1");
 }
 
-/// Without --no-new-keyring the container gets a session keyring of its own.
-#[test]
-fn new_session_keyring_unless_asked_not_to() {
-    let mut b = Bundle::new(&[
-        "sh",
-        "-c",
-        "grep ' keyring ' /proc/keys | grep ' _ses:' | cut -d' ' -f1",
-    ]);
-    // /proc/keys is among the default masked paths.
-    let masked: Vec<serde_json::Value> = b.spec["linux"]["maskedPaths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| *p != "/proc/keys")
-        .cloned()
-        .collect();
-    b.spec["linux"]["maskedPaths"] = serde_json::json!(masked);
-    b.write();
-    let run = |args: &[&str]| {
-        let o = b.rt(args);
-        assert!(o.status.success(), "{}", stderr_line(&o));
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
-    let fresh = run(&["run", "kr1"]);
-    let fresh2 = run(&["run", "kr2"]);
-    let inherited = run(&["run", "--no-new-keyring", "kr3"]);
-    assert!(
-        !fresh.is_empty(),
-        "no session keyring named _ses in the container"
-    );
-    assert_ne!(fresh, fresh2, "two containers share a session keyring");
-    assert!(!inherited.contains(&fresh), "{inherited} / {fresh}");
-    b.assert_no_leftovers("kr1");
-}
-
 /// `events` without --stats streams stats every --interval until the container stops.
 #[test]
 fn events_stream_at_the_interval() {

@@ -1,0 +1,77 @@
+//! berth: Docker's command line without a daemon. Each command opens the store under
+//! `--root`, does its work and exits.
+
+mod archives;
+mod format;
+mod images;
+mod units;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Containers without a daemon, with Docker's command line"
+)]
+pub struct App {
+    /// Where images, containers and volumes are kept.
+    #[arg(long, global = true, default_value = "/var/lib/berth")]
+    pub root: PathBuf,
+    /// Where runtime state (sockets, locks) is kept.
+    #[arg(long, global = true, default_value = "/run/berth")]
+    pub runroot: PathBuf,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// List images
+    Images(images::ListArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(images::ImageCmd),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(images::TagArgs),
+    /// Remove one or more images
+    Rmi(images::RmiArgs),
+    /// Show the history of an image
+    History(images::HistoryArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(images::ImportArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(archives::LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(archives::SaveArgs),
+}
+
+fn main() {
+    let app = match App::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            // Help and --version are not errors; usage errors exit 125 as docker's do.
+            let code = if e.use_stderr() { 125 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let result = match &app.cmd {
+        Cmd::Images(a) => images::list(&app, a),
+        Cmd::Image(c) => images::image_cmd(&app, c),
+        Cmd::Tag(a) => images::tag(&app, a),
+        Cmd::Rmi(a) => images::rmi(&app, a),
+        Cmd::History(a) => images::history(&app, a),
+        Cmd::Import(a) => images::import(&app, a),
+        Cmd::Load(a) => archives::load(&app, a),
+        Cmd::Save(a) => archives::save(&app, a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
