@@ -33,6 +33,11 @@ pub enum ImageCmd {
     Import(ImportArgs),
     /// Load an image from a tar archive or STDIN
     Load(crate::archives::LoadArgs),
+    /// Mount an image's root filesystem read-only and print where
+    Mount(crate::mounts::MountArgs),
+    /// Unmount an image mounted with `image mount`
+    #[command(alias = "umount")]
+    Unmount(crate::mounts::MountArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(crate::archives::SaveArgs),
 }
@@ -145,6 +150,8 @@ pub fn image_cmd(app: &App, c: &ImageCmd) -> Result<i32> {
         ImageCmd::Tag(a) => tag(app, a),
         ImageCmd::Import(a) => import(app, a),
         ImageCmd::Load(a) => crate::archives::load(app, a),
+        ImageCmd::Mount(a) => crate::mounts::mount(app, a),
+        ImageCmd::Unmount(a) => crate::mounts::unmount(app, a),
         ImageCmd::Save(a) => crate::archives::save(app, a),
     }
 }
@@ -409,6 +416,15 @@ pub fn rmi(app: &App, a: &RmiArgs) -> Result<i32> {
     let store = open_store(app)?;
     let mut code = 0;
     for name in &a.images {
+        // The layers of a mounted image are in use: removing them would pull files from
+        // under the mount.
+        if let Ok(img) = store.meta.resolve(name) {
+            if crate::mounts::mounted_image(app, &img.id) {
+                eprintln!("Error: image {name} is mounted; run `berth image unmount {name}` first");
+                code = 1;
+                continue;
+            }
+        }
         match store.remove(name, a.force) {
             Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
             Err(e) => {
@@ -425,7 +441,7 @@ pub fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
     let mut lines = Vec::new();
     for img in store.meta.list()? {
         // No containers exist yet that could use an image, so -a prunes every image.
-        if img.tags.is_empty() || a.all {
+        if (img.tags.is_empty() || a.all) && !crate::mounts::mounted_image(app, &img.id) {
             let name = img.id.to_string();
             match store.remove(&name, true) {
                 Ok(l) => lines.extend(l),

@@ -4,6 +4,7 @@
 mod archives;
 mod format;
 mod images;
+mod mounts;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -70,8 +71,25 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", one_line(&e));
             std::process::exit(1);
         }
     }
+}
+
+/// The error and its causes on one line. Many of our errors already include their cause in
+/// their own text, so a cause whose text is already there is not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg.replace('\n', " ")
 }
