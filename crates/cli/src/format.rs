@@ -276,6 +276,7 @@ fn header_name(field: &str) -> String {
         "ID" => "IMAGE ID".into(),
         "CreatedSince" | "CreatedAt" => "CREATED".into(),
         "Repository" => "REPOSITORY".into(),
+        "TotalCount" => "TOTAL".into(),
         other => {
             // CamelCase to upper words: "CreatedBy" → "CREATED BY".
             let mut s = String::new();

@@ -5,6 +5,7 @@ mod archives;
 mod format;
 mod images;
 mod mounts;
+mod system;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,9 @@ pub enum Cmd {
     Load(archives::LoadArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(archives::SaveArgs),
+    /// Manage berth
+    #[command(subcommand)]
+    System(system::SystemCmd),
 }
 
 fn main() {
@@ -67,6 +71,7 @@ fn main() {
         Cmd::Import(a) => images::import(&app, a),
         Cmd::Load(a) => archives::load(&app, a),
         Cmd::Save(a) => archives::save(&app, a),
+        Cmd::System(c) => system::system(&app, c),
     };
     match result {
         Ok(code) => std::process::exit(code),

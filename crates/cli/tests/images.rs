@@ -311,3 +311,23 @@ fn hostile_or_broken_archives_are_refused_and_leave_nothing() {
     assert!(fresh.ok(&["images", "-q"]).is_empty());
     let _ = id;
 }
+
+#[test]
+fn system_df_counts_shared_layers_once() {
+    let b = Berth::new();
+    let tar = b.rootfs_tar();
+    b.ok(&["import", tar.to_str().unwrap(), "a:1"]);
+    b.ok(&["tag", "a:1", "b:1"]);
+    let out = b.ok(&["system", "df"]);
+    let l: Vec<&str> = out.lines().collect();
+    assert!(
+        l[0].starts_with("TYPE") && l[0].contains("TOTAL") && l[0].contains("RECLAIMABLE"),
+        "{out}"
+    );
+    let images: Vec<&str> = l[1].split_whitespace().collect();
+    assert_eq!(&images[..3], ["Images", "1", "0"], "{out}");
+    assert!(
+        images[4].ends_with("(100%)") || images[5] == "(100%)",
+        "{out}"
+    );
+}
