@@ -40,7 +40,7 @@ fn df(app: &App, a: &DfArgs) -> Result<i32> {
             }
         }
     }
-    let pct = |part: u64, whole: u64| if whole == 0 { 0 } else { part * 100 / whole };
+    let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
     let row = |t: &str, total: usize, active: usize, size: u64, reclaim: u64| {
         let mut m = serde_json::Map::new();
         m.insert("Type".into(), t.into());
