@@ -1,0 +1,21 @@
+//! The engine: containers with Docker's behaviour on top of any runc-compatible runtime.
+//!
+//! So far one self-contained slice: turning `docker run`/`create` flags plus an image
+//! config into the OCI runtime spec (config.json) Docker would generate.
+//!
+//! - [`flags`] — [`flags::RunOptions`] and the parsers for the value syntaxes of
+//!   `docker run` (sizes, `-v`, `--mount`, `--ulimit`, …), with Docker's error texts.
+//! - [`spec`] — [`spec::build_spec`]: image config + options + context → `Spec`.
+//! - [`user`] — `-u` resolved against the container's /etc/passwd and /etc/group,
+//!   read safely from a hostile rootfs.
+//! - [`seccomp`] — Docker's default profile (shipped as JSON) and the conversion of
+//!   Docker-format profiles into the OCI form for a container's capabilities.
+
+pub mod flags;
+pub mod seccomp;
+pub mod spec;
+pub mod user;
+
+pub use flags::{FlagError, RunOptions};
+pub use spec::{build_spec, EtcFiles, SpecContext, SpecError};
+pub use user::{ExecUser, RootfsUsers, StaticUsers, UserError, UserLookup};
