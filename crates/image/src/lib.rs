@@ -9,4 +9,5 @@ pub mod meta;
 pub mod reference;
 pub mod snapshot;
 pub mod store;
+pub mod time;
 pub mod unpack;

@@ -65,6 +65,12 @@ pub enum SnapshotError {
         layer: Digest,
         source: Box<dyn StdError + Send + Sync>,
     },
+    /// The caller's check of the layer's source failed (`ensure_verified`).
+    #[error("layer {layer}: {source}")]
+    Verify {
+        layer: Digest,
+        source: Box<dyn StdError + Send + Sync>,
+    },
     #[error("layer {layer}: {source}")]
     Unpack {
         layer: Digest,
@@ -169,6 +175,27 @@ impl Snapshots {
         E: Into<Box<dyn StdError + Send + Sync>>,
         F: FnOnce() -> std::result::Result<R, E>,
     {
+        self.ensure_verified(chain, diff_id, open_layer, |_| Ok::<(), E>(()))
+    }
+
+    /// `ensure`, with one more check before the snapshot is marked done: once the layer is
+    /// unpacked and its diff_id matches, `verify` gets the stream back (to drain what the
+    /// decompressor left, check the compressed digest, commit a blob written on the way).
+    /// If it fails the snapshot is discarded, so a download can be unpacked while it arrives
+    /// and still never leave a done snapshot of content whose digest did not match.
+    pub fn ensure_verified<R, E, F, V>(
+        &self,
+        chain: &Digest,
+        diff_id: &Digest,
+        open_layer: F,
+        verify: V,
+    ) -> Result<PathBuf>
+    where
+        R: Read,
+        E: Into<Box<dyn StdError + Send + Sync>>,
+        F: FnOnce() -> std::result::Result<R, E>,
+        V: FnOnce(R) -> std::result::Result<(), E>,
+    {
         let path = self.path(chain);
         if self.contains(chain) {
             return Ok(path);
@@ -183,20 +210,25 @@ impl Snapshots {
         for dir in [&scratch.dir, &fs_dir] {
             fs::create_dir(dir).map_err(io_err("creating", dir))?;
         }
-        let reader = open_layer().map_err(|e| SnapshotError::Open {
+        let mut reader = open_layer().map_err(|e| SnapshotError::Open {
             layer: diff_id.clone(),
             source: e.into(),
         })?;
-        let unpacked = unpack_layer(reader, &fs_dir).map_err(|source| SnapshotError::Unpack {
-            layer: diff_id.clone(),
-            source,
-        })?;
+        let unpacked =
+            unpack_layer(&mut reader, &fs_dir).map_err(|source| SnapshotError::Unpack {
+                layer: diff_id.clone(),
+                source,
+            })?;
         if unpacked.diff_id != diff_id.to_string() {
             return Err(SnapshotError::DiffIdMismatch {
                 layer: diff_id.clone(),
                 actual: unpacked.diff_id,
             });
         }
+        verify(reader).map_err(|e| SnapshotError::Verify {
+            layer: diff_id.clone(),
+            source: e.into(),
+        })?;
         write_done(&scratch.dir, diff_id)?;
         scratch.persist(&self.chain_dir(chain))?;
         sync_dir(&self.dir)?;
@@ -837,6 +869,54 @@ mod tests {
             entries(&snapshots),
             vec![format!("{}.lock", promised.hex())]
         );
+    }
+
+    #[test]
+    fn failed_verify_discards_the_unpacked_snapshot() {
+        let (_dir, snapshots) = snapshots();
+        let tar = layer(&[("f", "x")]);
+        let diff_id = Digest::sha256_of(&tar);
+        let err = snapshots
+            .ensure_verified(
+                &diff_id,
+                &diff_id,
+                || Ok::<_, io::Error>(tar.as_slice()),
+                |rest| {
+                    assert!(rest.is_empty(), "the stream was read to its end");
+                    Err(io::Error::other("blob digest mismatch"))
+                },
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("layer {diff_id}: blob digest mismatch")
+        );
+        assert!(!snapshots.contains(&diff_id));
+        assert!(entries(&snapshots).iter().all(|n| !n.starts_with("tmp-")));
+
+        let verified = AtomicUsize::new(0);
+        snapshots
+            .ensure_verified(
+                &diff_id,
+                &diff_id,
+                || Ok::<_, io::Error>(tar.as_slice()),
+                |_| {
+                    verified.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert!(snapshots.contains(&diff_id));
+        assert_eq!(verified.load(Ordering::SeqCst), 1);
+        // Present now: neither callback runs.
+        snapshots
+            .ensure_verified(
+                &diff_id,
+                &diff_id,
+                || -> io::Result<&[u8]> { panic!("opened a present layer") },
+                |_| panic!("verified a present layer"),
+            )
+            .unwrap();
     }
 
     #[test]

@@ -202,16 +202,41 @@ impl BlobStore {
         if self.contains(expected) {
             return Ok(dest);
         }
-        let mut file = IngestFile::create(&self.ingest, expected)?;
-        file.fill(expected, expected_size, reader)?;
-        file.sync()?;
-        let dir = self.algorithm_dir(expected.algorithm());
-        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-        file.commit(&dest)?;
-        // The rename is only durable once the directory is. If this fails the blob is already
-        // in place and valid; the error reports that durability is not guaranteed.
-        sync_dir(&dir)?;
-        Ok(dest)
+        let mut writer = self.writer(expected, expected_size)?;
+        // One byte past the declared size is enough to know the source lied.
+        let limit = expected_size.map_or(u64::MAX, |n| n.saturating_add(1));
+        let mut reader = reader.take(limit);
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(StoreError::Read {
+                        digest: expected.clone(),
+                        source,
+                    })
+                }
+            };
+            writer.append(&buf[..n])?;
+        }
+        writer.commit()
+    }
+
+    /// Starts writing blob `expected` piece by piece, for a caller that has the content as a
+    /// stream it also sends elsewhere (a download that is unpacked while it arrives).
+    /// `append` hashes and writes, refusing bytes past `expected_size`; `commit` checks size
+    /// and digest, syncs and renames into place. Dropping the writer without a successful
+    /// `commit` removes the ingest file, so no partial blob ever appears.
+    pub fn writer(&self, expected: &Digest, expected_size: Option<u64>) -> Result<BlobWriter> {
+        Ok(BlobWriter {
+            file: IngestFile::create(&self.ingest, expected)?,
+            hasher: Hasher::new(expected.algorithm()),
+            expected: expected.clone(),
+            size: expected_size,
+            dir: self.algorithm_dir(expected.algorithm()),
+        })
     }
 
     /// Removes ingest files that no live writer holds (left by a process killed mid-write),
@@ -333,39 +358,6 @@ impl IngestFile {
         )))
     }
 
-    /// Copies `reader` into the file, hashing as it goes, and checks size and digest.
-    fn fill(&mut self, expected: &Digest, size: Option<u64>, reader: impl Read) -> Result<()> {
-        // One byte past the declared size is enough to know the source lied.
-        let limit = size.map_or(u64::MAX, |n| n.saturating_add(1));
-        let mut reader = reader.take(limit);
-        let mut hasher = Hasher::new(expected.algorithm());
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(StoreError::Read {
-                        digest: expected.clone(),
-                        source,
-                    })
-                }
-            };
-            if let Some(max) = size.filter(|&max| hasher.byte_count() + n as u64 > max) {
-                return Err(StoreError::TooLarge {
-                    digest: expected.clone(),
-                    expected: max,
-                });
-            }
-            hasher.update(&buf[..n]);
-            self.file
-                .write_all(&buf[..n])
-                .map_err(io_err("writing", &self.path))?;
-        }
-        check_content(expected, size, hasher)
-    }
-
     fn sync(&self) -> Result<()> {
         self.file.sync_all().map_err(io_err("syncing", &self.path))
     }
@@ -386,6 +378,78 @@ impl Drop for IngestFile {
         if !self.committed {
             let _ = fs::remove_file(&self.path);
         }
+    }
+}
+
+/// A blob being written: see `BlobStore::writer`.
+pub struct BlobWriter {
+    file: IngestFile,
+    hasher: Hasher,
+    expected: Digest,
+    size: Option<u64>,
+    /// `blobs/<algorithm>`, where the blob goes on commit.
+    dir: PathBuf,
+}
+
+impl BlobWriter {
+    /// Hashes and writes `data`. Refuses (and writes nothing of) data that would take the
+    /// blob past its declared size.
+    pub fn append(&mut self, data: &[u8]) -> Result<()> {
+        if let Some(max) = self
+            .size
+            .filter(|&max| self.hasher.byte_count() + data.len() as u64 > max)
+        {
+            return Err(StoreError::TooLarge {
+                digest: self.expected.clone(),
+                expected: max,
+            });
+        }
+        self.hasher.update(data);
+        self.file
+            .file
+            .write_all(data)
+            .map_err(io_err("writing", &self.file.path))
+    }
+
+    /// Bytes appended so far.
+    pub fn written(&self) -> u64 {
+        self.hasher.byte_count()
+    }
+
+    /// The digest the blob must have.
+    pub fn expected(&self) -> &Digest {
+        &self.expected
+    }
+
+    /// Checks size and digest, makes the content durable and gives it its final name.
+    pub fn commit(self) -> Result<PathBuf> {
+        let BlobWriter {
+            file,
+            hasher,
+            expected,
+            size,
+            dir,
+        } = self;
+        check_content(&expected, size, hasher)?;
+        file.sync()?;
+        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        let dest = dir.join(expected.hex());
+        file.commit(&dest)?;
+        // The rename is only durable once the directory is. If this fails the blob is already
+        // in place and valid; the error reports that durability is not guaranteed.
+        sync_dir(&dir)?;
+        Ok(dest)
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.append(buf).map_err(io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -692,6 +756,39 @@ mod tests {
 
         drop(live);
         assert_eq!(store.clean_ingest().unwrap(), 1);
+        assert!(ingest_files(&store).is_empty());
+    }
+
+    #[test]
+    fn writer_appends_and_commits_only_matching_content() {
+        let (_dir, store) = store();
+        let data = b"streamed in pieces";
+        let digest = Digest::sha256_of(data);
+        let mut writer = store.writer(&digest, Some(data.len() as u64)).unwrap();
+        writer.append(&data[..5]).unwrap();
+        writer.write_all(&data[5..]).unwrap();
+        assert_eq!(writer.written(), data.len() as u64);
+        assert!(!store.contains(&digest), "not visible before commit");
+        assert_eq!(writer.commit().unwrap(), store.path(&digest));
+        assert_eq!(store.read(&digest).unwrap(), data);
+
+        // Past the declared size: refused, nothing written of it.
+        let other = Digest::sha256_of(b"other");
+        let mut writer = store.writer(&other, Some(3)).unwrap();
+        let err = writer.append(b"four").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("blob {other}: expected 3 bytes, got more")
+        );
+        drop(writer);
+        // Wrong content, or dropped without commit: no blob, no ingest file.
+        let mut writer = store.writer(&other, None).unwrap();
+        writer.append(b"not other").unwrap();
+        assert!(writer.commit().is_err());
+        let mut writer = store.writer(&other, None).unwrap();
+        writer.append(b"other").unwrap();
+        drop(writer);
+        assert!(!store.contains(&other));
         assert!(ingest_files(&store).is_empty());
     }
 
