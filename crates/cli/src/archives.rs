@@ -91,7 +91,7 @@ fn register_all(store: &ImageStore, images: Vec<archive::ArchiveImage>) -> Resul
         let created = config
             .get("created")
             .and_then(|c| c.as_str())
-            .and_then(crate::images::parse_rfc3339);
+            .and_then(image::time::parse_rfc3339);
         let row = store.register(
             NewImage {
                 manifest: img.manifest.clone(),

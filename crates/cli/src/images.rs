@@ -10,6 +10,7 @@ use image::digest::{Digest, DigestWriter};
 use image::images::ImageStore;
 use image::meta::{ImageRow, NewImage};
 use image::reference::Reference;
+use image::time::{format_rfc3339 as rfc3339, parse_rfc3339};
 use serde_json::{json, Map, Value};
 use std::io::{Read, Write};
 
@@ -317,29 +318,6 @@ pub fn list(app: &App, a: &ListArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Unix seconds as RFC 3339 in UTC, as Go prints times.
-fn rfc3339(t: i64) -> String {
-    let days = t.div_euclid(86400);
-    let secs = t.rem_euclid(86400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 fn config_of(store: &ImageStore, img: &ImageRow) -> Result<Value> {
     let bytes = store.blobs.read(&img.id)?;
     serde_json::from_slice(&bytes).with_context(|| format!("image {}: config is not JSON", img.id))
@@ -546,26 +524,6 @@ pub fn history(app: &App, a: &HistoryArgs) -> Result<i32> {
 /// "2 months ago" from an RFC 3339 time (only its date and clock matter here).
 fn created_since(rfc: &str) -> String {
     parse_rfc3339(rfc).map_or_else(|| "N/A".into(), |t| ago(Some(t), now()))
-}
-
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let hms: Vec<i64> = time
-        .get(..8)?
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    // Days from civil (inverse of rfc3339 above).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
 }
 
 /// `docker import`: a root filesystem tarball becomes a one-layer image.
@@ -792,14 +750,6 @@ fn merge_change(config: &mut Map<String, Value>, key: String, v: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_round_trip() {
-        for t in [0, 951_782_400, 1_700_000_000, 1_795_420_935] {
-            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
-        }
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-    }
 
     #[test]
     fn globs_like_path_match() {

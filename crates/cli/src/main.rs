@@ -5,7 +5,9 @@ mod archives;
 mod format;
 mod images;
 mod mounts;
+mod progress;
 mod system;
+mod transfer;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +49,14 @@ pub enum Cmd {
     Load(archives::LoadArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(archives::SaveArgs),
+    /// Download an image from a registry
+    Pull(transfer::PullArgs),
+    /// Upload an image to a registry
+    Push(transfer::PushArgs),
+    /// Log in to a registry
+    Login(transfer::LoginArgs),
+    /// Log out from a registry
+    Logout(transfer::LogoutArgs),
     /// Manage berth
     #[command(subcommand)]
     System(system::SystemCmd),
@@ -71,6 +81,10 @@ fn main() {
         Cmd::Import(a) => images::import(&app, a),
         Cmd::Load(a) => archives::load(&app, a),
         Cmd::Save(a) => archives::save(&app, a),
+        Cmd::Pull(a) => transfer::pull(&app, a),
+        Cmd::Push(a) => transfer::push(&app, a),
+        Cmd::Login(a) => transfer::login(&app, a),
+        Cmd::Logout(a) => transfer::logout(&app, a),
         Cmd::System(c) => system::system(&app, c),
     };
     match result {

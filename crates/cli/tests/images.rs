@@ -1,72 +1,10 @@
 //! `berth` image commands on a real store in a temporary --root.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
-struct Berth {
-    tmp: tempfile::TempDir,
-}
+mod support;
 
-impl Berth {
-    fn new() -> Berth {
-        Berth {
-            tmp: tempfile::Builder::new()
-                .prefix("berth-cli-test")
-                .tempdir()
-                .unwrap(),
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.tmp.path().join("root")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "berth {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-
-    /// A tarball of a small root filesystem.
-    fn rootfs_tar(&self) -> PathBuf {
-        let dir = self.tmp.path().join("rootfs");
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
-        std::fs::create_dir_all(dir.join("etc")).unwrap();
-        std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-        std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).unwrap();
-        std::fs::write(dir.join("etc/hello"), "hello\n").unwrap();
-        let tar = self.tmp.path().join("rootfs.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&dir)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
-        tar
-    }
-
-    fn blobs(&self) -> usize {
-        std::fs::read_dir(self.root().join("blobs/sha256"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-}
+use support::Berth;
 
 fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()

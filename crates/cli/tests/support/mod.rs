@@ -1,0 +1,125 @@
+//! `berth` run on a store of its own in a temporary directory.
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Berth {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Berth {
+    pub fn new() -> Berth {
+        Berth {
+            tmp: tempfile::Builder::new()
+                .prefix("berth-cli-test")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.tmp.path().join("root")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.arg("--root")
+            .arg(self.root())
+            .args(args)
+            // Registry credentials of this test only, never the host's ~/.docker.
+            .env("DOCKER_CONFIG", self.tmp.path().join("docker-config"));
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "berth {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Fails with exit 1 and a single `Error:` line; returns that line.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(1), "berth {args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.starts_with("Error: "), "{err}");
+        err
+    }
+
+    /// A tarball of a small root filesystem: busybox, /bin/sh and /etc/hello.
+    pub fn rootfs_tar(&self) -> PathBuf {
+        let dir = self.tmp.path().join("rootfs");
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+        let _ = std::os::unix::fs::symlink("busybox", dir.join("bin/sh"));
+        std::fs::write(dir.join("etc/hello"), "hello\n").unwrap();
+        let tar = self.tmp.path().join("rootfs.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        tar
+    }
+
+    /// `berth import` of [`Berth::rootfs_tar`] with `CMD ["/bin/sh"]`, tagged `tag`; the ID.
+    pub fn import(&self, tag: &str) -> String {
+        let tar = self.rootfs_tar();
+        let id = self.ok(&[
+            "import",
+            "-c",
+            "CMD [\"/bin/sh\"]",
+            tar.to_str().unwrap(),
+            tag,
+        ]);
+        id.trim().to_string()
+    }
+
+    pub fn image_id(&self, name: &str) -> String {
+        let id = self.ok(&["image", "inspect", "--format", "{{.Id}}", name]);
+        id.trim().to_string()
+    }
+
+    /// How many blobs the store holds.
+    pub fn blobs(&self) -> usize {
+        std::fs::read_dir(self.root().join("blobs/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Every file under the store, sorted.
+    pub fn files(&self) -> Vec<PathBuf> {
+        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    let path = e.path();
+                    if e.file_type().unwrap().is_dir() {
+                        walk(&path, out);
+                    } else {
+                        out.push(path);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root(), &mut out);
+        out.sort();
+        out
+    }
+}
