@@ -240,6 +240,34 @@ impl Cgroup {
         Ok(s)
     }
 
+    /// How many processes the kernel's OOM killer has killed in this cgroup (`oom_kill` in
+    /// v1 `memory.oom_control` or v2 `memory.events`); 0 when the memory controller is not
+    /// there to ask. Engines read it after the container exits, before the cgroup goes.
+    pub fn oom_kills(&self) -> Result<u64> {
+        let (dir, file) = match (self.v1_dir("memory"), self.v2_dir_for("memory")) {
+            (Some(d), _) => (d, "memory.oom_control"),
+            (None, Some(d)) => (d, "memory.events"),
+            (None, None) => return Ok(0),
+        };
+        let path = dir.join(file);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(err) => {
+                return Err(Error::Io {
+                    what: "read".into(),
+                    path,
+                    err,
+                })
+            }
+        };
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
     fn uses_v1_freezer(&self) -> Option<&Path> {
         self.v1_dir("freezer")
     }

@@ -8,6 +8,7 @@
 //! (`invalid argument "12x" for "-m, --memory" flag: invalid suffix: 'x'`), checks that
 //! Docker makes in the daemon look like the daemon's (`invalid volume specification: …`).
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -49,7 +50,7 @@ fn invalid(msg: impl Into<String>) -> FlagError {
 }
 
 /// Everything from `docker run` that affects config.json. `None`/empty means "not given".
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunOptions {
     /// `-e`, `--env-file`, in order, each `KEY=VALUE` (already looked up for `-e KEY`).
     pub env: Vec<String>,
@@ -133,7 +134,7 @@ pub struct RunOptions {
 }
 
 /// One of `-v`, `--mount`, `--tmpfs`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountSpec {
     /// A host path bound into the container.
     Bind {
@@ -171,7 +172,7 @@ impl MountSpec {
 }
 
 /// `--ulimit name=soft[:hard]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ulimit {
     /// Docker's short name (`nofile`).
     pub name: String,
@@ -187,7 +188,7 @@ impl Ulimit {
 }
 
 /// `--security-opt`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SecurityOptions {
     pub no_new_privileges: bool,
     pub seccomp: SeccompChoice,
@@ -197,7 +198,7 @@ pub struct SecurityOptions {
     pub ignored: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SeccompChoice {
     /// Docker's default profile (none at all with `--privileged`).
     #[default]
@@ -208,7 +209,7 @@ pub enum SeccompChoice {
 }
 
 /// `--device HOST[:CONTAINER[:PERMS]]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceMapping {
     pub host: PathBuf,
     pub container: String,
@@ -216,7 +217,7 @@ pub struct DeviceMapping {
     pub permissions: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
     /// Not given: Docker's `bridge`, which the network module will provide.
     #[default]
@@ -227,7 +228,7 @@ pub enum NetworkMode {
     Other(String),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IpcMode {
     /// `private` or `shareable` (Docker's default is shareable; both get a new namespace).
     #[default]

@@ -11,11 +11,19 @@
 //! - [`seccomp`] — Docker's default profile (shipped as JSON) and the conversion of
 //!   Docker-format profiles into the OCI form for a container's capabilities.
 
+pub mod attach;
+pub mod container;
+mod etc;
 pub mod flags;
+pub mod logs;
+mod names;
+pub mod options;
 pub mod seccomp;
 pub mod spec;
+pub mod store;
 pub mod user;
 
 pub use flags::{FlagError, RunOptions};
+pub use options::{CreateOptions, HealthCheck, LogDriver, RestartPolicy};
 pub use spec::{build_spec, EtcFiles, SpecContext, SpecError};
 pub use user::{ExecUser, RootfsUsers, StaticUsers, UserError, UserLookup};

@@ -246,11 +246,9 @@ fn hostname(opts: &RunOptions, ctx: &SpecContext) -> Option<String> {
 /// Docker's rules: a command replaces the image's Cmd; `--entrypoint` replaces the
 /// image's Entrypoint and drops its Cmd (unless a command is given); `--entrypoint ""`
 /// clears it.
-fn args(
-    image: &ImageConfig,
-    opts: &RunOptions,
-    ctx: &SpecContext,
-) -> Result<Vec<String>, SpecError> {
+/// Docker's `Config.Entrypoint` and `Config.Cmd`: `--entrypoint` replaces the image's
+/// entrypoint and drops its Cmd; a command after the image replaces Cmd.
+pub fn entrypoint_and_cmd(image: &ImageConfig, opts: &RunOptions) -> (Vec<String>, Vec<String>) {
     let entrypoint: Vec<String> = match opts.entrypoint.as_deref() {
         Some("") => vec![],
         Some(e) => vec![e.to_string()],
@@ -263,6 +261,15 @@ fn args(
     } else {
         image.cmd.clone().unwrap_or_default()
     };
+    (entrypoint, cmd)
+}
+
+fn args(
+    image: &ImageConfig,
+    opts: &RunOptions,
+    ctx: &SpecContext,
+) -> Result<Vec<String>, SpecError> {
+    let (entrypoint, cmd) = entrypoint_and_cmd(image, opts);
     let mut args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
         return Err(SpecError::NoCommand);
@@ -297,15 +304,21 @@ fn replace_or_append(base: &mut Vec<String>, overrides: &[String]) {
     }
 }
 
-/// PATH, HOSTNAME and (with -t) TERM first, then the container's variables: the
-/// user's, followed by the image's that the user did not set.
-fn env(image: &ImageConfig, opts: &RunOptions, hostname: &str) -> Vec<String> {
+/// Docker's `Config.Env`: the user's variables, then the image's the user did not set.
+pub fn config_env(image: &ImageConfig, opts: &RunOptions) -> Vec<String> {
     let mut config_env = opts.env.clone();
     for e in image.env.iter().flatten() {
         if !opts.env.iter().any(|u| env_key(u) == env_key(e)) {
             config_env.push(e.clone());
         }
     }
+    config_env
+}
+
+/// PATH, HOSTNAME and (with -t) TERM first, then the container's variables: the
+/// user's, followed by the image's that the user did not set.
+fn env(image: &ImageConfig, opts: &RunOptions, hostname: &str) -> Vec<String> {
+    let config_env = config_env(image, opts);
     let mut env = vec![
         format!("PATH={DEFAULT_PATH}"),
         format!("HOSTNAME={hostname}"),

@@ -604,6 +604,18 @@ impl RawImage {
 /// Per-connection settings. WAL is a property of the file, but switching to it needs a
 /// moment alone with the database, and SQLite reports "database is locked" for that without
 /// calling the busy handler, so the switch is retried here for up to the busy timeout.
+/// The SQLite crate this store is built with, for components that keep their own tables in
+/// `berth.db` (the engine's containers) without a second, possibly different, copy.
+pub use rusqlite;
+
+/// A connection to `<root>/berth.db` set up as the image store's own (WAL, busy timeout,
+/// foreign keys), for other components' tables. `root` must exist.
+pub fn connect(root: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(root.join("berth.db"))?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", true)?;
