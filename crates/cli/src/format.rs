@@ -172,10 +172,21 @@ fn split_words(s: &str) -> Result<Vec<String>> {
 fn lookup(arg: &Arg, row: &Map<String, Value>) -> Result<Value> {
     Ok(match arg {
         Arg::Dot => Value::Object(row.clone()),
-        Arg::Field(f) => match row.get(f) {
-            Some(v) => v.clone(),
-            None => bail!("template: can't evaluate field {f}"),
-        },
+        // `.State.Status`: each step into an object, as Go's template walks a struct.
+        Arg::Field(f) => {
+            let mut parts = f.split('.');
+            let first = parts.next().unwrap_or_default();
+            let mut v = row.get(f).or_else(|| row.get(first));
+            if row.get(f).is_none() {
+                for p in parts {
+                    v = v.and_then(|x| x.get(p));
+                }
+            }
+            match v {
+                Some(v) => v.clone(),
+                None => bail!("template: can't evaluate field {f}"),
+            }
+        }
         Arg::Str(s) => Value::String(s.clone()),
         Arg::Int(n) => Value::from(*n),
     })

@@ -2,10 +2,13 @@
 //! `--root`, does its work and exits.
 
 mod archives;
+mod attach;
+mod containers;
 mod format;
 mod images;
 mod mounts;
 mod progress;
+mod run_flags;
 mod system;
 mod transfer;
 mod units;
@@ -49,6 +52,35 @@ pub enum Cmd {
     Load(archives::LoadArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(archives::SaveArgs),
+    /// Create and run a new container from an image
+    Run(containers::RunArgs),
+    /// Create a new container
+    Create(containers::RunArgs),
+    /// Start one or more stopped containers
+    Start(containers::StartArgs),
+    /// List containers
+    Ps(containers::PsArgs),
+    /// Fetch the logs of a container
+    Logs(containers::LogsArgs),
+    /// Stop one or more running containers
+    Stop(containers::StopArgs),
+    /// Restart one or more containers
+    Restart(containers::StopArgs),
+    /// Kill one or more running containers
+    Kill(containers::KillArgs),
+    /// Remove one or more containers
+    Rm(containers::RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(containers::NamesArgs),
+    /// Pause all processes within one or more containers
+    Pause(containers::NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(containers::NamesArgs),
+    /// Rename a container
+    Rename(containers::RenameArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(containers::ContainerCmd),
     /// Download an image from a registry
     Pull(transfer::PullArgs),
     /// Upload an image to a registry
@@ -81,6 +113,20 @@ fn main() {
         Cmd::Import(a) => images::import(&app, a),
         Cmd::Load(a) => archives::load(&app, a),
         Cmd::Save(a) => archives::save(&app, a),
+        Cmd::Run(a) => containers::run(&app, a),
+        Cmd::Create(a) => containers::create(&app, a),
+        Cmd::Start(a) => containers::start(&app, a),
+        Cmd::Ps(a) => containers::ps(&app, a),
+        Cmd::Logs(a) => containers::logs(&app, a),
+        Cmd::Stop(a) => containers::stop(&app, a),
+        Cmd::Restart(a) => containers::restart(&app, a),
+        Cmd::Kill(a) => containers::kill(&app, a),
+        Cmd::Rm(a) => containers::rm(&app, a),
+        Cmd::Wait(a) => containers::wait(&app, a),
+        Cmd::Pause(a) => containers::pause(&app, a, true),
+        Cmd::Unpause(a) => containers::pause(&app, a, false),
+        Cmd::Rename(a) => containers::rename(&app, a),
+        Cmd::Container(c) => containers::container_cmd(&app, c),
         Cmd::Pull(a) => transfer::pull(&app, a),
         Cmd::Push(a) => transfer::push(&app, a),
         Cmd::Login(a) => transfer::login(&app, a),
@@ -91,7 +137,9 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("Error: {}", one_line(&e));
-            std::process::exit(1);
+            // Container commands carry Docker's exit codes (125, 126, 127).
+            let code = e.downcast_ref::<containers::Exit>().map_or(1, |x| x.0);
+            std::process::exit(code);
         }
     }
 }

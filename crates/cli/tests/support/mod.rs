@@ -27,6 +27,8 @@ impl Berth {
         let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
         c.arg("--root")
             .arg(self.root())
+            .arg("--runroot")
+            .arg(self.tmp.path().join("run"))
             .args(args)
             // Registry credentials of this test only, never the host's ~/.docker.
             .env("DOCKER_CONFIG", self.tmp.path().join("docker-config"));

@@ -1,0 +1,419 @@
+//! `berth run/ps/logs/stop/kill/rm/wait` on real containers: berth-runtime and
+//! berth-monitor from this workspace (built beside the berth binary), a busybox image
+//! imported into a store of the test's own.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::Berth;
+
+/// A store holding `bb:1`: busybox with its applets, `CMD ["sh"]`.
+fn berth_with_busybox() -> Berth {
+    let b = Berth::new();
+    let dir = b.tmp.path().join("bbfs");
+    for d in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
+        }
+    }
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(dir.join("etc/group"), "root:x:0:\n").unwrap();
+    let tar = b.tmp.path().join("bb.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    b.ok(&[
+        "import",
+        "-c",
+        "CMD [\"sh\"]",
+        tar.to_str().unwrap(),
+        "bb:1",
+    ]);
+    b
+}
+
+fn code(b: &Berth, args: &[&str]) -> (i32, String, String) {
+    let o = b.run(args);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Nothing of the store's containers left on the host: no mounts under the test's
+/// directory, no container or state directories, no monitor serving them.
+fn assert_nothing_left(b: &Berth) {
+    let tmp = b.tmp.path().to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&tmp),
+        "mounts left: {}",
+        mounts
+            .lines()
+            .filter(|l| l.contains(&tmp))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for dir in ["root/containers", "run/containers"] {
+        let entries: Vec<_> = std::fs::read_dir(b.tmp.path().join(dir))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(entries.is_empty(), "{dir}: {entries:?}");
+    }
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        !ps.lines()
+            .any(|l| l.contains("berth-monitor") && l.contains(&tmp)),
+        "a monitor is left"
+    );
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn foreground_run_streams_output_and_exit_code_and_rm_leaves_nothing() {
+    let b = berth_with_busybox();
+    let (rc, out, err) = code(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+    );
+    assert_eq!((rc, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
+    assert_nothing_left(&b);
+
+    // stdin with -i reaches the process, and its end closes the process's stdin.
+    let mut child = b
+        .cmd(&["run", "--rm", "-i", "bb:1", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\ndone\n");
+    assert!(o.status.success());
+
+    // The container's view: its own hostname (the short ID) and files.
+    let out = b.ok(&[
+        "run", "--rm", "--name", "named", "-h", "box", "bb:1", "hostname",
+    ]);
+    assert_eq!(out, "box\n");
+    assert_nothing_left(&b);
+}
+
+#[test]
+fn exit_codes_are_dockers() {
+    let b = berth_with_busybox();
+    let (rc, _, err) = code(&b, &["run", "--rm", "bb:1", "no-such-command"]);
+    assert_eq!(rc, 127, "{err}");
+    assert!(err.contains("executable file not found"), "{err}");
+    let (rc, _, err) = code(&b, &["run", "--rm", "bb:1", "/etc"]);
+    assert_eq!(rc, 126, "{err}");
+    let (rc, _, err) = code(&b, &["run", "--rm", "-m", "12x", "bb:1", "true"]);
+    assert_eq!(rc, 125, "{err}");
+    assert!(
+        err.contains("invalid argument \"12x\" for \"-m, --memory\" flag"),
+        "{err}"
+    );
+    let (rc, _, err) = code(&b, &["run", "--rm", "--bogus-flag", "bb:1", "true"]);
+    assert_eq!(rc, 125, "{err}");
+    let (rc, _, err) = code(&b, &["run", "--rm", "--pull", "never", "nothere:1", "true"]);
+    assert_eq!(rc, 125, "{err}");
+    assert!(err.contains("No such image: nothere:1"), "{err}");
+    let (rc, _, err) = code(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=bind,src=/no/such/dir,dst=/x",
+            "bb:1",
+            "true",
+        ],
+    );
+    assert_eq!(rc, 125, "{err}");
+    assert!(err.contains("/no/such/dir"), "{err}");
+    assert_nothing_left(&b);
+
+    b.ok(&["create", "--name", "taken", "bb:1"]);
+    let (rc, _, err) = code(&b, &["run", "--name", "taken", "bb:1", "true"]);
+    assert_eq!(rc, 125);
+    assert!(
+        err.contains("The container name \"/taken\" is already in use"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    b.ok(&["rm", "taken"]);
+    assert_nothing_left(&b);
+}
+
+#[test]
+fn detached_logs_stop_restart_and_rm() {
+    let b = berth_with_busybox();
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick $i; echo warn $i >&2; i=$((i+1)); sleep 0.1; done",
+    ]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64);
+    wait_for("three ticks", || {
+        b.ok(&["logs", "ticker"]).contains("tick 2")
+    });
+    let o = b.run(&["logs", "--tail", "1", "ticker"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(out.lines().count() + err.lines().count(), 1, "{out}{err}");
+    // stderr stays stderr.
+    let o = b.run(&["logs", "ticker"]);
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("warn 0\n"));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("tick 0\n"));
+    let ts = b.ok(&["logs", "-t", "ticker"]);
+    assert!(ts.starts_with("20") && ts.contains("Z tick 0\n"), "{ts}");
+
+    let ps = b.ok(&["ps"]);
+    let lines: Vec<&str> = ps.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    assert!(
+        lines[1].starts_with(&id[..12]) && lines[1].contains(" Up "),
+        "{ps}"
+    );
+    assert!(lines[1].ends_with("ticker"), "{ps}");
+    assert_eq!(b.ok(&["ps", "-q"]), format!("{}\n", &id[..12]));
+    assert_eq!(
+        b.ok(&[
+            "container",
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.Name}}",
+            "ticker"
+        ]),
+        "running /ticker\n"
+    );
+
+    // Removing a running container needs -f.
+    let (rc, _, err) = code(&b, &["rm", "ticker"]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("Stop the container before attempting removal"),
+        "{err}"
+    );
+
+    // `logs -f` follows until the container stops.
+    let follower = b
+        .cmd(&["logs", "-f", "ticker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(b.ok(&["stop", "ticker"]), "ticker\n");
+    let followed = follower.wait_with_output().unwrap();
+    let followed = String::from_utf8_lossy(&followed.stdout);
+    assert!(followed.ends_with("bye\n"), "{followed}");
+
+    let inspect = b.ok(&[
+        "container",
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}",
+        "ticker",
+    ]);
+    assert_eq!(inspect, "exited 0 false\n");
+    assert_eq!(b.ok(&["wait", "ticker"]), "0\n");
+    assert!(b.ok(&["ps"]).lines().count() == 1);
+    assert!(b.ok(&["ps", "-a"]).contains("Exited (0)"));
+
+    // Start again: the same container, its log continues.
+    assert_eq!(b.ok(&["start", "ticker"]), "ticker\n");
+    wait_for("running again", || b.ok(&["ps", "-q"]).trim() == &id[..12]);
+    assert_eq!(b.ok(&["kill", "ticker"]), "ticker\n");
+    assert_eq!(b.ok(&["wait", "ticker"]), "137\n");
+    b.ok(&["rm", "ticker"]);
+    let (rc, _, err) = code(&b, &["rm", "ticker"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("No such container: ticker"), "{err}");
+    assert_nothing_left(&b);
+}
+
+#[test]
+fn container_outlives_a_killed_cli_and_a_killed_monitor_is_noticed() {
+    let b = berth_with_busybox();
+    let mut cli = b
+        .cmd(&["run", "--name", "fg", "bb:1", "sleep", "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("running", || b.ok(&["ps"]).contains(" Up "));
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        b.ok(&["ps"]).contains(" Up "),
+        "still running after the CLI died"
+    );
+
+    let id = b.ok(&["container", "inspect", "-f", "{{.Id}}", "fg"]);
+    let pidfile = b
+        .tmp
+        .path()
+        .join("run/containers")
+        .join(id.trim())
+        .join("monitor.pid");
+    let monitor: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pid: i32 = b
+        .ok(&["container", "inspect", "-f", "{{.State.Pid}}", "fg"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    // SAFETY: kill(2) with a pid we read and a signal number; no memory involved.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    wait_for("exited", || b.ok(&["ps", "-a"]).contains("Exited (137)"));
+    let err = b.ok(&["container", "inspect", "-f", "{{.State.Error}}", "fg"]);
+    assert!(err.contains("monitor"), "{err}");
+    wait_for("the process gone", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    });
+    b.ok(&["rm", "fg"]);
+    assert_nothing_left(&b);
+}
+
+#[test]
+fn restart_on_failure_counts_exactly() {
+    let b = berth_with_busybox();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:3",
+        "bb:1",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    wait_for("three restarts then exited", || {
+        let s = b.ok(&[
+            "container",
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "flaky",
+        ]);
+        s == "3 exited\n"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        b.ok(&[
+            "container",
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.ExitCode}}",
+            "flaky"
+        ]),
+        "3 4\n"
+    );
+    b.ok(&["rm", "flaky"]);
+    assert_nothing_left(&b);
+}
+
+#[test]
+fn memory_limit_oom_is_reported() {
+    let b = berth_with_busybox();
+    let (rc, _, err) = code(
+        &b,
+        &[
+            "run",
+            "--name",
+            "hog",
+            "--memory",
+            "32m",
+            "--memory-swap",
+            "32m",
+            "bb:1",
+            "sh",
+            "-c",
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+        ],
+    );
+    assert_eq!(rc, 137, "{err}");
+    assert_eq!(
+        b.ok(&[
+            "container",
+            "inspect",
+            "-f",
+            "{{.State.OOMKilled}} {{.State.ExitCode}}",
+            "hog"
+        ]),
+        "true 137\n"
+    );
+    b.ok(&["rm", "hog"]);
+    assert_nothing_left(&b);
+}
+
+#[test]
+fn twenty_parallel_runs_with_rm() {
+    let b = berth_with_busybox();
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            b.cmd(&["run", "--rm", "bb:1", "echo", &format!("n{i}")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "run {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout), format!("n{i}\n"));
+    }
+    assert_nothing_left(&b);
+}
