@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# berth's main job while only the runtime exists: build berth-runtime, make an OCI bundle
-# from busybox, and run it in a container with its own namespaces and cgroup.
+# berth's main job, no internet: build berth (runtime static, monitor, CLI), make a small
+# image from busybox-static with `berth import`, and run it with `berth run`, then a
+# detached container with its log, in a store of its own that is removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 ./scripts/build-runtime.sh
-rt="$PWD/target/release/berth-runtime"
+cargo build --release -q -p berth-cli -p berth-monitor
+berth="$PWD/target/release/berth"
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/rootfs/bin"
-cp /bin/busybox "$work/rootfs/bin/"
-for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$work/rootfs/bin/$a"; done
-"$rt" spec --bundle "$work"
-cat > "$work/rootfs/demo.sh" <<'SH'
+b() { "$berth" --root "$work/root" --runroot "$work/run" "$@"; }
+trap 'b rm -f demo-web >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+mkdir -p "$work/fs/bin" "$work/fs/etc"
+cp /bin/busybox "$work/fs/bin/"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$work/fs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$work/fs/etc/passwd"
+cat > "$work/fs/demo.sh" <<'SH'
 echo "hello from $(hostname): pid $$, uid $(id -u)"
 echo "namespaces: $(ls /proc/self/ns | tr '\n' ' ')"
-echo "cgroup: $(grep memory /proc/self/cgroup)"
+echo "memory limit: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
 echo "root: $(ls / | tr '\n' ' ')"
 SH
-# Not a terminal, and the program above.
-sed -i -e 's/"terminal": true/"terminal": false/' -e 's|"sh"$|"sh", "/demo.sh"|' "$work/config.json"
-"$rt" --root "$work/state" run --bundle "$work" "demo-$$"
+tar -C "$work/fs" -cf "$work/fs.tar" .
+b import -c 'CMD ["sh", "/demo.sh"]' "$work/fs.tar" demo:1 >/dev/null
+b images
+b run --rm --memory 64m demo:1
+b run -d --name demo-web demo:1 sh -c 'for i in 1 2 3; do echo tick $i; sleep 0.1; done' >/dev/null
+b wait demo-web >/dev/null
+b ps -a
+b logs demo-web

@@ -354,11 +354,17 @@ impl Engine {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| EngineError::Other(format!("pipe: {e}")))?;
         let write_raw = write.as_raw_fd();
-        // SAFETY: between fork and exec only dup2 runs, which is async-signal-safe; it
+        // SAFETY: between fork and exec only dup2/fcntl run, which are async-signal-safe; they
         // puts the sync pipe at fd 3 without CLOEXEC, where --sync-fd says it is.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(write_raw, 3) < 0 {
+                // dup2 onto itself keeps CLOEXEC: then clear the flag instead.
+                let r = if write_raw == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(write_raw, 3)
+                };
+                if r < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
