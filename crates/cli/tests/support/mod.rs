@@ -125,3 +125,23 @@ impl Berth {
         out
     }
 }
+
+impl Drop for Berth {
+    /// A test that fails half-way must not leave containers running: remove whatever
+    /// this store still holds (a store without containers answers at once).
+    fn drop(&mut self) {
+        if !self.root().join("containers").is_dir() {
+            return;
+        }
+        let Ok(o) = self.cmd(&["ps", "-aq", "--no-trunc"]).output() else {
+            return;
+        };
+        let ids = String::from_utf8_lossy(&o.stdout).into_owned();
+        let ids: Vec<&str> = ids.lines().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids);
+            let _ = self.cmd(&args).output();
+        }
+    }
+}
