@@ -584,7 +584,7 @@ impl RunFlags {
         let init_err = |why: String| invalid(format!("failed to initialize logging driver: {why}"));
         let mut max_size = 0;
         if let Some(v) = opts.get("max-size") {
-            let n = from_human_size(v).map_err(init_err)?;
+            let n = engine::flags::parse_human_size(v).map_err(init_err)?;
             if n <= 0 {
                 return Err(init_err("max-size must be a positive number".into()));
             }
@@ -745,51 +745,6 @@ fn go_int(flag: &'static str, value: &str) -> Result<i64, FlagError> {
             go_int_reason(&e)
         ),
     })
-}
-
-/// go-units `FromHumanSize`: like the engine's `parse_size` (`RAMInBytes`) but with
-/// decimal units, `10m` being 10,000,000 bytes. Docker reads `max-size` this way.
-fn from_human_size(s: &str) -> Result<i64, String> {
-    let Some(sep) = s.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ') else {
-        return Err(format!("invalid size: '{s}'"));
-    };
-    let (num, suffix) = if s.as_bytes()[sep] == b' ' {
-        (&s[..sep], &s[sep + 1..])
-    } else {
-        (&s[..=sep], &s[sep + 1..])
-    };
-    let size: f64 = num
-        .parse()
-        .map_err(|_| format!("strconv.ParseFloat: parsing \"{num}\": invalid syntax"))?;
-    if size < 0.0 || num.starts_with('-') {
-        return Err(format!("invalid size: '{s}'"));
-    }
-    let bad_suffix = || format!("invalid suffix: '{}'", suffix.to_lowercase());
-    let sfx = suffix.to_lowercase();
-    let mult: f64 = if sfx.is_empty() {
-        1.0
-    } else if sfx.len() > 3 {
-        return Err(bad_suffix());
-    } else if sfx == "b" {
-        1.0
-    } else {
-        let mut chars = sfx.chars();
-        let power = match chars.next() {
-            Some('k') => 1,
-            Some('m') => 2,
-            Some('g') => 3,
-            Some('t') => 4,
-            Some('p') => 5,
-            _ => return Err(bad_suffix()),
-        };
-        if !matches!(chars.as_str(), "" | "b" | "ib") {
-            return Err(bad_suffix());
-        }
-        1000f64.powi(power)
-    };
-    // Truncation towards zero (saturating) is what Go's int64(float) does in range.
-    #[allow(clippy::cast_possible_truncation)]
-    Ok((size * mult) as i64)
 }
 
 /// Docker's `ValidateDNSSearch`: `.`, or a domain name (a trailing dot is dropped).
@@ -1303,14 +1258,26 @@ mod tests {
             ("3 m", 3_000_000),
         ];
         for (v, want) in sizes {
-            assert_eq!(from_human_size(v), Ok(want), "{v}");
+            assert_eq!(engine::flags::parse_human_size(v), Ok(want), "{v}");
             let o = options(&["--log-opt", &format!("max-size={v}"), "busybox"]).unwrap();
             assert_eq!(o.log_max_size, want.unsigned_abs(), "{v}");
         }
-        assert_eq!(from_human_size("-1m"), Err("invalid size: '-1m'".into()));
-        assert_eq!(from_human_size("1x"), Err("invalid suffix: 'x'".into()));
-        assert_eq!(from_human_size("1mbb"), Err("invalid suffix: 'mbb'".into()));
-        assert_eq!(from_human_size(""), Err("invalid size: ''".into()));
+        assert_eq!(
+            engine::flags::parse_human_size("-1m"),
+            Err("invalid size: '-1m'".into())
+        );
+        assert_eq!(
+            engine::flags::parse_human_size("1x"),
+            Err("invalid suffix: 'x'".into())
+        );
+        assert_eq!(
+            engine::flags::parse_human_size("1mbb"),
+            Err("invalid suffix: 'mbb'".into())
+        );
+        assert_eq!(
+            engine::flags::parse_human_size(""),
+            Err("invalid size: ''".into())
+        );
 
         let o = options(&[
             "--log-opt",

@@ -25,16 +25,7 @@ fn berth_with_busybox() -> Berth {
     }
     std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     std::fs::write(dir.join("etc/group"), "root:x:0:\n").unwrap();
-    let tar = b.tmp.path().join("bb.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&dir)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tar = b.tar_of(&dir, "bb.tar");
     b.ok(&[
         "import",
         "-c",

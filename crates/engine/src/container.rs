@@ -166,28 +166,12 @@ impl Engine {
         let id = names::new_id();
         let dir = self.container_dir(&id);
         for sub in ["upper", "work", "rootfs"] {
-            fs::create_dir_all(dir.join(sub)).map_err(io("creating", &dir))?;
+            if let Err(e) = fs::create_dir_all(dir.join(sub)) {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(io("creating", &dir)(e));
+            }
         }
-        let mut c = Container {
-            id: id.clone(),
-            name: String::new(),
-            image: image.to_string(),
-            image_name: opts.image.clone(),
-            created: now_nanos(),
-            options: opts,
-            runtime,
-            state: State::Created,
-            pid: 0,
-            monitor_pid: 0,
-            monitor_start: 0,
-            exit_code: 0,
-            oom_killed: false,
-            started_at: 0,
-            finished_at: 0,
-            restart_count: 0,
-            stopped: false,
-            error: String::new(),
-        };
+        let mut c = Container::new(id, String::new(), image.to_string(), opts, runtime);
         let inserted = match c.options.name.clone() {
             Some(name) => {
                 c.name = name.trim_start_matches('/').to_string();

@@ -244,6 +244,17 @@ pub enum IpcMode {
 /// Docker's `RAMInBytes` (go-units): a number, an optional space, and a binary unit
 /// `b k m g t p` with an optional `b` or `ib` after it, case-insensitive.
 pub fn parse_size(s: &str) -> Result<i64, String> {
+    parse_units(s, 1024.0)
+}
+
+/// go-units `FromHumanSize`: as [`parse_size`] but with decimal units (`10m` is
+/// 10,000,000 bytes). Docker reads the json-file log's `max-size` this way.
+pub fn parse_human_size(s: &str) -> Result<i64, String> {
+    parse_units(s, 1000.0)
+}
+
+/// A go-units size with `base` between units.
+fn parse_units(s: &str, base: f64) -> Result<i64, String> {
     let Some(sep) = s.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ') else {
         return Err(format!("invalid size: '{s}'"));
     };
@@ -258,16 +269,18 @@ pub fn parse_size(s: &str) -> Result<i64, String> {
     if size < 0.0 || num.starts_with('-') {
         return Err(format!("invalid size: '{s}'"));
     }
-    let mult = size_multiplier(suffix)
-        .ok_or_else(|| format!("invalid suffix: '{}'", suffix.to_lowercase()))?;
+    let power =
+        unit_power(suffix).ok_or_else(|| format!("invalid suffix: '{}'", suffix.to_lowercase()))?;
     // Truncation towards zero is what Go's int64(float) does.
     #[allow(clippy::cast_possible_truncation)]
-    Ok((size * mult as f64) as i64)
+    Ok((size * base.powi(power)) as i64)
 }
 
-fn size_multiplier(suffix: &str) -> Option<i64> {
+/// The power of the base a unit suffix stands for: none or `b` 0, `k` 1 … `p` 5, each
+/// optionally followed by `b` or `ib`.
+fn unit_power(suffix: &str) -> Option<i32> {
     if suffix.is_empty() {
-        return Some(1);
+        return Some(0);
     }
     let sfx = suffix.to_lowercase();
     if sfx.len() > 3 {
@@ -277,17 +290,17 @@ fn size_multiplier(suffix: &str) -> Option<i64> {
     let unit = chars.next()?;
     let rest: String = chars.collect();
     if unit == 'b' {
-        return rest.is_empty().then_some(1);
+        return rest.is_empty().then_some(0);
     }
-    let shift = match unit {
-        'k' => 10,
-        'm' => 20,
-        'g' => 30,
-        't' => 40,
-        'p' => 50,
+    let power = match unit {
+        'k' => 1,
+        'm' => 2,
+        'g' => 3,
+        't' => 4,
+        'p' => 5,
         _ => return None,
     };
-    matches!(rest.as_str(), "" | "b" | "ib").then_some(1i64 << shift)
+    matches!(rest.as_str(), "" | "b" | "ib").then_some(power)
 }
 
 fn size_flag(flag: &'static str, value: &str) -> Result<i64, FlagError> {

@@ -135,6 +135,38 @@ pub struct Container {
     pub error: String,
 }
 
+impl Container {
+    /// A container as `create` records it: nothing run yet.
+    pub fn new(
+        id: String,
+        name: String,
+        image: String,
+        options: CreateOptions,
+        runtime: PathBuf,
+    ) -> Container {
+        Container {
+            id,
+            name,
+            image,
+            image_name: options.image.clone(),
+            created: crate::container::now_nanos(),
+            options,
+            runtime,
+            state: State::Created,
+            pid: 0,
+            monitor_pid: 0,
+            monitor_start: 0,
+            exit_code: 0,
+            oom_killed: false,
+            started_at: 0,
+            finished_at: 0,
+            restart_count: 0,
+            stopped: false,
+            error: String::new(),
+        }
+    }
+}
+
 /// What the monitor reported when a container stopped.
 #[derive(Debug, Clone, Default)]
 pub struct Exit {
@@ -233,26 +265,21 @@ impl Store {
     /// matches; an ambiguous prefix is an error naming it.
     pub fn find(&self, key: &str) -> Result<Option<Result<Container>>> {
         let key = key.strip_prefix('/').unwrap_or(key);
-        let conn = self.conn();
+        // An exact id or name wins over prefixes (docker's order).
+        if let Some(c) = self.get_exact(key)? {
+            return Ok(Some(Ok(c)));
+        }
         let ids: Vec<String> = {
+            let conn = self.conn();
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id FROM containers WHERE id = ?1 OR name = ?1
-                     UNION ALL
-                     SELECT id FROM containers WHERE id LIKE ?2 ESCAPE '\\' AND id != ?1 LIMIT 3",
+                    "SELECT id FROM containers WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2",
                 )
                 .map_err(db(&self.path, "finding a container"))?;
-            let like = format!("{}%", key.replace(['\\', '%', '_'], "\\$0"));
-            stmt.query_map(params![key, like], |r| r.get(0))
+            stmt.query_map([key], |r| r.get(0))
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
                 .map_err(db(&self.path, "finding a container"))?
         };
-        drop(conn);
-        // An exact id or name wins over prefixes (docker's order).
-        let exact = self.get_exact(key)?;
-        if let Some(c) = exact {
-            return Ok(Some(Ok(c)));
-        }
         match ids.as_slice() {
             [] => Ok(None),
             [id] => Ok(self.get(id)?.map(Ok)),
@@ -510,26 +537,17 @@ mod tests {
     use super::*;
 
     fn container(id: &str, name: &str) -> Container {
-        Container {
-            id: id.into(),
-            name: name.into(),
-            image: "sha256:abc".into(),
-            image_name: "busybox".into(),
-            created: 1,
-            options: CreateOptions::default(),
-            runtime: "/usr/bin/runc".into(),
-            state: State::Created,
-            pid: 0,
-            monitor_pid: 0,
-            monitor_start: 0,
-            exit_code: 0,
-            oom_killed: false,
-            started_at: 0,
-            finished_at: 0,
-            restart_count: 0,
-            stopped: false,
-            error: String::new(),
-        }
+        let options = CreateOptions {
+            image: "busybox".into(),
+            ..CreateOptions::default()
+        };
+        Container::new(
+            id.into(),
+            name.into(),
+            "sha256:abc".into(),
+            options,
+            "/usr/bin/runc".into(),
+        )
     }
 
     #[test]

@@ -67,10 +67,15 @@ impl Berth {
         std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
         let _ = std::os::unix::fs::symlink("busybox", dir.join("bin/sh"));
         std::fs::write(dir.join("etc/hello"), "hello\n").unwrap();
-        let tar = self.tmp.path().join("rootfs.tar");
+        self.tar_of(&dir, "rootfs.tar")
+    }
+
+    /// `dir` as a tarball named `name` in the test's directory.
+    pub fn tar_of(&self, dir: &Path, name: &str) -> PathBuf {
+        let tar = self.tmp.path().join(name);
         let st = Command::new("tar")
             .arg("-C")
-            .arg(&dir)
+            .arg(dir)
             .arg("-cf")
             .arg(&tar)
             .arg(".")
