@@ -420,6 +420,16 @@ impl Engine {
         self.runtime_with(c, args, &[])
     }
 
+    /// `RUNTIME --root R delete --force ID`, skipped when the runtime keeps no state for
+    /// the container: runc, crun, youki and berth-runtime all keep it in `ROOT/ID/`. A
+    /// `--rm` container reaches here twice (finish, then remove), and a runtime run costs
+    /// about as much as the rest of the removal.
+    fn runtime_delete(&self, c: &Container) {
+        if self.runtime_root(&c.runtime).join(&c.id).exists() {
+            let _ = self.runtime(c, &["delete", "--force"]);
+        }
+    }
+
     /// `RUNTIME --root R kill [--all] ID SIGNAL`.
     fn runtime_kill(&self, c: &Container, all: bool, signal: i32) -> Result<()> {
         let args: &[&str] = if all { &["kill", "--all"] } else { &["kill"] };
@@ -671,7 +681,7 @@ impl Engine {
         if let Ok(cg) = cgroups::Cgroup::open(&cgroups_path(&c.id)) {
             exit.oom_killed = cg.oom_kills().unwrap_or(0) > 0;
         }
-        let _ = self.runtime(c, &["delete", "--force"]);
+        self.runtime_delete(c);
         let _ = image::snapshot::unmount(&self.rootfs(&c.id));
         // Renamed away first: the old monitor may still unlink its sockets by relative
         // name, and a restart is about to make a new directory at this path.
@@ -722,7 +732,7 @@ impl Engine {
                 }),
             };
         }
-        let _ = self.runtime(&c, &["delete", "--force"]);
+        self.runtime_delete(&c);
         let rootfs = self.rootfs(&c.id);
         let _ = image::snapshot::unmount(&rootfs);
         if volumes {
