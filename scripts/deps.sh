@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(busybox-static libseccomp-dev pkg-config iproute2)
 if [ "${1:-}" = --peers ]; then
-  pkgs+=(podman containerd docker.io runc skopeo tar docker-registry)
+  pkgs+=(podman containerd docker.io runc crun skopeo tar docker-registry)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -5,100 +5,23 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use support::Berth;
-
-/// A store holding `bb:1`: busybox with its applets, `CMD ["sh"]`.
-fn berth_with_busybox() -> Berth {
-    let b = Berth::new();
-    let dir = b.tmp.path().join("bbfs");
-    for d in ["bin", "etc", "tmp"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
-        }
-    }
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    std::fs::write(dir.join("etc/group"), "root:x:0:\n").unwrap();
-    let tar = b.tar_of(&dir, "bb.tar");
-    b.ok(&[
-        "import",
-        "-c",
-        "CMD [\"sh\"]",
-        tar.to_str().unwrap(),
-        "bb:1",
-    ]);
-    b
-}
-
-fn code(b: &Berth, args: &[&str]) -> (i32, String, String) {
-    let o = b.run(args);
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// Nothing of the store's containers left on the host: no mounts under the test's
-/// directory, no container or state directories, no monitor serving them.
-fn assert_nothing_left(b: &Berth) {
-    let tmp = b.tmp.path().to_string_lossy().into_owned();
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(&tmp),
-        "mounts left: {}",
-        mounts
-            .lines()
-            .filter(|l| l.contains(&tmp))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    for dir in ["root/containers", "run/containers"] {
-        let entries: Vec<_> = std::fs::read_dir(b.tmp.path().join(dir))
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(entries.is_empty(), "{dir}: {entries:?}");
-    }
-    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    assert!(
-        !ps.lines()
-            .any(|l| l.contains("berth-monitor") && l.contains(&tmp)),
-        "a monitor is left"
-    );
-    assert_eq!(b.ok(&["ps", "-aq"]), "");
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::process::Stdio;
+use std::time::Duration;
+use support::{wait_for, Berth};
 
 #[test]
 fn foreground_run_streams_output_and_exit_code_and_rm_leaves_nothing() {
-    let b = berth_with_busybox();
-    let (rc, out, err) = code(
-        &b,
-        &[
-            "run",
-            "--rm",
-            "bb:1",
-            "sh",
-            "-c",
-            "echo out; echo err >&2; exit 3",
-        ],
-    );
+    let b = Berth::with_busybox();
+    let (rc, out, err) = b.code(&[
+        "run",
+        "--rm",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!((rc, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
-    assert_nothing_left(&b);
+    b.assert_nothing_left();
 
     // stdin with -i reaches the process, and its end closes the process's stdin.
     let mut child = b
@@ -118,45 +41,42 @@ fn foreground_run_streams_output_and_exit_code_and_rm_leaves_nothing() {
         "run", "--rm", "--name", "named", "-h", "box", "bb:1", "hostname",
     ]);
     assert_eq!(out, "box\n");
-    assert_nothing_left(&b);
+    b.assert_nothing_left();
 }
 
 #[test]
 fn exit_codes_are_dockers() {
-    let b = berth_with_busybox();
-    let (rc, _, err) = code(&b, &["run", "--rm", "bb:1", "no-such-command"]);
+    let b = Berth::with_busybox();
+    let (rc, _, err) = b.code(&["run", "--rm", "bb:1", "no-such-command"]);
     assert_eq!(rc, 127, "{err}");
     assert!(err.contains("executable file not found"), "{err}");
-    let (rc, _, err) = code(&b, &["run", "--rm", "bb:1", "/etc"]);
+    let (rc, _, err) = b.code(&["run", "--rm", "bb:1", "/etc"]);
     assert_eq!(rc, 126, "{err}");
-    let (rc, _, err) = code(&b, &["run", "--rm", "-m", "12x", "bb:1", "true"]);
+    let (rc, _, err) = b.code(&["run", "--rm", "-m", "12x", "bb:1", "true"]);
     assert_eq!(rc, 125, "{err}");
     assert!(
         err.contains("invalid argument \"12x\" for \"-m, --memory\" flag"),
         "{err}"
     );
-    let (rc, _, err) = code(&b, &["run", "--rm", "--bogus-flag", "bb:1", "true"]);
+    let (rc, _, err) = b.code(&["run", "--rm", "--bogus-flag", "bb:1", "true"]);
     assert_eq!(rc, 125, "{err}");
-    let (rc, _, err) = code(&b, &["run", "--rm", "--pull", "never", "nothere:1", "true"]);
+    let (rc, _, err) = b.code(&["run", "--rm", "--pull", "never", "nothere:1", "true"]);
     assert_eq!(rc, 125, "{err}");
     assert!(err.contains("No such image: nothere:1"), "{err}");
-    let (rc, _, err) = code(
-        &b,
-        &[
-            "run",
-            "--rm",
-            "--mount",
-            "type=bind,src=/no/such/dir,dst=/x",
-            "bb:1",
-            "true",
-        ],
-    );
+    let (rc, _, err) = b.code(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,src=/no/such/dir,dst=/x",
+        "bb:1",
+        "true",
+    ]);
     assert_eq!(rc, 125, "{err}");
     assert!(err.contains("/no/such/dir"), "{err}");
-    assert_nothing_left(&b);
+    b.assert_nothing_left();
 
     b.ok(&["create", "--name", "taken", "bb:1"]);
-    let (rc, _, err) = code(&b, &["run", "--name", "taken", "bb:1", "true"]);
+    let (rc, _, err) = b.code(&["run", "--name", "taken", "bb:1", "true"]);
     assert_eq!(rc, 125);
     assert!(
         err.contains("The container name \"/taken\" is already in use"),
@@ -164,12 +84,12 @@ fn exit_codes_are_dockers() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
     b.ok(&["rm", "taken"]);
-    assert_nothing_left(&b);
+    b.assert_nothing_left();
 }
 
 #[test]
 fn detached_logs_stop_restart_and_rm() {
-    let b = berth_with_busybox();
+    let b = Berth::with_busybox();
     let id = b.ok(&[
         "run",
         "-d",
@@ -219,7 +139,7 @@ fn detached_logs_stop_restart_and_rm() {
     );
 
     // Removing a running container needs -f.
-    let (rc, _, err) = code(&b, &["rm", "ticker"]);
+    let (rc, _, err) = b.code(&["rm", "ticker"]);
     assert_eq!(rc, 1);
     assert!(
         err.contains("Stop the container before attempting removal"),
@@ -257,15 +177,15 @@ fn detached_logs_stop_restart_and_rm() {
     assert_eq!(b.ok(&["kill", "ticker"]), "ticker\n");
     assert_eq!(b.ok(&["wait", "ticker"]), "137\n");
     b.ok(&["rm", "ticker"]);
-    let (rc, _, err) = code(&b, &["rm", "ticker"]);
+    let (rc, _, err) = b.code(&["rm", "ticker"]);
     assert_eq!(rc, 1);
     assert!(err.contains("No such container: ticker"), "{err}");
-    assert_nothing_left(&b);
+    b.assert_nothing_left();
 }
 
 #[test]
 fn container_outlives_a_killed_cli_and_a_killed_monitor_is_noticed() {
-    let b = berth_with_busybox();
+    let b = Berth::with_busybox();
     let mut cli = b
         .cmd(&["run", "--name", "fg", "bb:1", "sleep", "1000"])
         .stdout(Stdio::null())
@@ -308,12 +228,12 @@ fn container_outlives_a_killed_cli_and_a_killed_monitor_is_noticed() {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
     });
     b.ok(&["rm", "fg"]);
-    assert_nothing_left(&b);
+    b.assert_nothing_left();
 }
 
 #[test]
 fn restart_on_failure_counts_exactly() {
-    let b = berth_with_busybox();
+    let b = Berth::with_busybox();
     b.ok(&[
         "run",
         "-d",
@@ -348,28 +268,25 @@ fn restart_on_failure_counts_exactly() {
         "3 4\n"
     );
     b.ok(&["rm", "flaky"]);
-    assert_nothing_left(&b);
+    b.assert_nothing_left();
 }
 
 #[test]
 fn memory_limit_oom_is_reported() {
-    let b = berth_with_busybox();
-    let (rc, _, err) = code(
-        &b,
-        &[
-            "run",
-            "--name",
-            "hog",
-            "--memory",
-            "32m",
-            "--memory-swap",
-            "32m",
-            "bb:1",
-            "sh",
-            "-c",
-            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
-        ],
-    );
+    let b = Berth::with_busybox();
+    let (rc, _, err) = b.code(&[
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "32m",
+        "bb:1",
+        "sh",
+        "-c",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
     assert_eq!(rc, 137, "{err}");
     assert_eq!(
         b.ok(&[
@@ -382,12 +299,12 @@ fn memory_limit_oom_is_reported() {
         "true 137\n"
     );
     b.ok(&["rm", "hog"]);
-    assert_nothing_left(&b);
+    b.assert_nothing_left();
 }
 
 #[test]
 fn twenty_parallel_runs_with_rm() {
-    let b = berth_with_busybox();
+    let b = Berth::with_busybox();
     let children: Vec<_> = (0..20)
         .map(|i| {
             b.cmd(&["run", "--rm", "bb:1", "echo", &format!("n{i}")])
@@ -406,5 +323,5 @@ fn twenty_parallel_runs_with_rm() {
         );
         assert_eq!(String::from_utf8_lossy(&o.stdout), format!("n{i}\n"));
     }
-    assert_nothing_left(&b);
+    b.assert_nothing_left();
 }

@@ -371,19 +371,29 @@ fn capabilities(opts: &RunOptions) -> Vec<String> {
     caps
 }
 
-/// The capabilities this kernel has (ALL_CAPS is ordered by number).
+/// The capabilities this kernel has that our own bounding set still holds, as Docker's
+/// initCaps does: a container cannot be given more than its engine has (this machine lacks
+/// CAP_SYS_RESOURCE, and asking for it makes the runtime's capset fail with EPERM).
 fn host_capabilities() -> Vec<String> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
         .unwrap_or(ALL_CAPS.len() - 1);
+    let bounding = bounding_set().unwrap_or(u64::MAX);
     let mut by_number: Vec<&str> = ALL_CAPS.to_vec();
     by_number.sort_by_key(|c| cap_number(c));
     by_number
         .into_iter()
-        .filter(|c| cap_number(c) <= last)
+        .filter(|c| cap_number(c) <= last && bounding & (1 << cap_number(c)) != 0)
         .map(String::from)
         .collect()
+}
+
+/// `CapBnd` of this process, from /proc/self/status.
+fn bounding_set() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 fn cap_number(name: &str) -> usize {

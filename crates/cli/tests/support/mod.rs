@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub struct Berth {
     pub tmp: tempfile::TempDir,
@@ -17,6 +18,72 @@ impl Berth {
                 .tempdir()
                 .unwrap(),
         }
+    }
+
+    /// A store holding `bb:1`: busybox with its applets, `CMD ["sh"]`.
+    pub fn with_busybox() -> Berth {
+        let b = Berth::new();
+        let dir = b.tmp.path().join("bbfs");
+        for d in ["bin", "etc", "tmp"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
+            }
+        }
+        std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(dir.join("etc/group"), "root:x:0:\n").unwrap();
+        let tar = b.tar_of(&dir, "bb.tar");
+        b.ok(&[
+            "import",
+            "-c",
+            "CMD [\"sh\"]",
+            tar.to_str().unwrap(),
+            "bb:1",
+        ]);
+        b
+    }
+
+    pub fn code(&self, args: &[&str]) -> (i32, String, String) {
+        let o = self.run(args);
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    /// Nothing of the store's containers left on the host: no mounts under the test's
+    /// directory, no container or state directories, no monitor serving them.
+    pub fn assert_nothing_left(&self) {
+        let tmp = self.tmp.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(&tmp),
+            "mounts left: {}",
+            mounts
+                .lines()
+                .filter(|l| l.contains(&tmp))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        for dir in ["root/containers", "run/containers"] {
+            let entries: Vec<_> = std::fs::read_dir(self.tmp.path().join(dir))
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            assert!(entries.is_empty(), "{dir}: {entries:?}");
+        }
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        let ps = String::from_utf8_lossy(&ps.stdout);
+        assert!(
+            !ps.lines()
+                .any(|l| l.contains("berth-monitor") && l.contains(&tmp)),
+            "a monitor is left"
+        );
+        assert_eq!(self.ok(&["ps", "-aq"]), "");
     }
 
     pub fn root(&self) -> PathBuf {
@@ -148,5 +215,14 @@ impl Drop for Berth {
             args.extend(ids);
             let _ = self.cmd(&args).output();
         }
+    }
+}
+
+/// Polls `f` every 20 ms for up to 20 s.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
