@@ -325,3 +325,38 @@ fn twenty_parallel_runs_with_rm() {
     }
     b.assert_nothing_left();
 }
+
+/// `--pids-limit 50` holds a fork bomb to 50 processes, and `rm -f` still ends it all.
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    let b = Berth::with_busybox();
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--pids-limit",
+        "50",
+        "bb:1",
+        "sh",
+        "-c",
+        "bomb() { bomb | bomb & }; bomb; sleep 100",
+    ]);
+    let id = id.trim();
+    let cg = format!("/sys/fs/cgroup/pids/berth/{id}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{cg}/pids.max")).unwrap().trim(),
+        "50"
+    );
+    let current = || -> u64 {
+        std::fs::read_to_string(format!("{cg}/pids.current"))
+            .map(|s| s.trim().parse().unwrap())
+            .unwrap_or(0)
+    };
+    wait_for("the bomb to hit the limit", || {
+        let events = std::fs::read_to_string(format!("{cg}/pids.events")).unwrap_or_default();
+        events.trim() != "max 0" && !events.is_empty()
+    });
+    assert!(current() <= 50, "{} processes", current());
+    b.ok(&["rm", "-f", id]);
+    assert!(!std::path::Path::new(&cg).exists());
+    b.assert_nothing_left();
+}
