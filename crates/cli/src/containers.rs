@@ -620,7 +620,10 @@ pub fn ps(app: &App, a: &PsArgs) -> Result<i32> {
         if !all && !c.state.is_live() && c.state != State::Restarting {
             continue;
         }
-        if !filters.iter().all(|(k, v)| matches_filter(&c, k, v)) {
+        if !filters
+            .iter()
+            .all(|(k, v)| matches_filter(&engine, &c, k, v))
+        {
             continue;
         }
         rows.push(c);
@@ -662,7 +665,7 @@ pub fn ps(app: &App, a: &PsArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn matches_filter(c: &Container, key: &str, value: &str) -> bool {
+fn matches_filter(engine: &Engine, c: &Container, key: &str, value: &str) -> bool {
     match key {
         "id" => c.id.starts_with(value),
         "name" => c.name.contains(value),
@@ -673,16 +676,25 @@ fn matches_filter(c: &Container, key: &str, value: &str) -> bool {
             None => c.options.run.labels.contains_key(value),
         },
         "exited" => c.state == State::Exited && value.parse() == Ok(c.exit_code),
+        "health" => {
+            let status = engine.health(c);
+            let status = status.as_ref().and_then(|h| h["Status"].as_str());
+            status.unwrap_or("none") == value
+        }
         _ => false,
     }
 }
 
-/// Docker's STATUS column.
-pub fn status_text(c: &Container, now: i64) -> String {
+/// Docker's STATUS column; `health` is `State.Health.Status` for a container with a check.
+pub fn status_text(c: &Container, now: i64, health: Option<&str>) -> String {
     let since = |t: i64| human_duration((now - t).max(0) / 1_000_000_000);
     match c.state {
         State::Created | State::Starting => "Created".into(),
-        State::Running => format!("Up {}", since(c.started_at)),
+        State::Running => match health {
+            Some("starting") => format!("Up {} (health: starting)", since(c.started_at)),
+            Some(h) => format!("Up {} ({h})", since(c.started_at)),
+            None => format!("Up {}", since(c.started_at)),
+        },
         State::Paused => format!("Up {} (Paused)", since(c.started_at)),
         State::Restarting => format!("Restarting ({}) {} ago", c.exit_code, since(c.finished_at)),
         State::Removing => "Removal In Progress".into(),
@@ -733,7 +745,14 @@ fn ps_row(engine: &Engine, c: &Container, no_trunc: bool, now: i64) -> Map<Strin
         "RunningFor".into(),
         json!(human_duration((now - c.created) / 1_000_000_000)),
     );
-    m.insert("Status".into(), json!(status_text(c, now)));
+    let health = engine.health(c);
+    let health = health
+        .as_ref()
+        .and_then(|h| h["Status"].as_str().map(String::from));
+    m.insert(
+        "Status".into(),
+        json!(status_text(c, now, health.as_deref())),
+    );
     m.insert("State".into(), json!(c.state.docker_status()));
     m.insert("Ports".into(), json!(""));
     m.insert("Names".into(), json!(c.name));
@@ -796,7 +815,7 @@ pub fn inspect_value(engine: &Engine, c: &Container) -> Value {
     let args = engine.command_line(c);
     let env = engine.env(c);
     let running = matches!(c.state, State::Running | State::Paused);
-    json!({
+    let mut v = json!({
         "Id": c.id,
         "Created": rfc3339_nanos(c.created),
         "Path": args.first().cloned().unwrap_or_default(),
@@ -868,5 +887,16 @@ pub fn inspect_value(engine: &Engine, c: &Container) -> Value {
         "NetworkSettings": {
             "Networks": {},
         },
-    })
+    });
+    if let Some(h) = engine.health_check(c) {
+        v["Config"]["Healthcheck"] = json!({
+            "Test": h.test,
+            "Interval": h.interval,
+            "Timeout": h.timeout,
+            "StartPeriod": h.start_period,
+            "Retries": h.retries,
+        });
+        v["State"]["Health"] = engine.health(c).unwrap_or_default();
+    }
+    v
 }

@@ -343,7 +343,9 @@ fn pids_limit_stops_a_fork_bomb() {
     let id = id.trim();
     let cg = format!("/sys/fs/cgroup/pids/berth/{id}");
     assert_eq!(
-        std::fs::read_to_string(format!("{cg}/pids.max")).unwrap().trim(),
+        std::fs::read_to_string(format!("{cg}/pids.max"))
+            .unwrap()
+            .trim(),
         "50"
     );
     let current = || -> u64 {
@@ -358,5 +360,106 @@ fn pids_limit_stops_a_fork_bomb() {
     assert!(current() <= 50, "{} processes", current());
     b.ok(&["rm", "-f", id]);
     assert!(!std::path::Path::new(&cg).exists());
+    b.assert_nothing_left();
+}
+
+fn health_status(b: &Berth, id: &str) -> String {
+    b.ok(&["container", "inspect", "-f", "{{.State.Health.Status}}", id])
+        .trim()
+        .to_string()
+}
+
+/// The monitor runs the check in the container: it fails until the file exists
+/// (unhealthy after 2 failures), passes once it does, and fails again once it is gone.
+#[test]
+fn health_check_turns_a_container_unhealthy_and_healthy() {
+    let b = Berth::with_busybox();
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--health-cmd",
+        "cat /tmp/ok",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "bb:1",
+        "sh",
+        "-c",
+        "sleep 1; echo fine > /tmp/ok; sleep 1; rm /tmp/ok; sleep 100",
+    ]);
+    let id = id.trim();
+    assert_eq!(health_status(&b, id), "starting");
+    wait_for("unhealthy", || health_status(&b, id) == "unhealthy");
+    let ps = b.ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.ends_with("(unhealthy)\n"), "{ps}");
+    wait_for("healthy", || health_status(&b, id) == "healthy");
+    assert_eq!(
+        b.ok(&["ps", "-q", "--filter", "health=healthy"]).trim(),
+        &id[..12]
+    );
+    let last = b.ok(&["container", "inspect", "-f", "{{json .State.Health}}", id]);
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+    let log = v["Log"].as_array().unwrap();
+    assert_eq!(log.last().unwrap()["Output"], "fine\n");
+    assert_eq!(log.last().unwrap()["ExitCode"], 0);
+    assert_eq!(v["FailingStreak"], 0);
+    wait_for("unhealthy again", || health_status(&b, id) == "unhealthy");
+    // Kept after the container is gone, as Docker's.
+    b.ok(&["kill", id]);
+    b.ok(&["wait", id]);
+    assert_eq!(health_status(&b, id), "unhealthy");
+    b.ok(&["rm", id]);
+    b.assert_nothing_left();
+}
+
+/// A check that outlives its timeout is killed inside the container and counts as a
+/// failure with Docker's message.
+#[test]
+fn health_check_timeout_kills_the_check() {
+    let b = Berth::with_busybox();
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--health-cmd",
+        "sleep 30",
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "1",
+        "bb:1",
+        "sleep",
+        "100",
+    ]);
+    let id = id.trim();
+    wait_for("unhealthy", || health_status(&b, id) == "unhealthy");
+    let v: serde_json::Value =
+        serde_json::from_str(&b.ok(&["container", "inspect", "-f", "{{json .State.Health}}", id]))
+            .unwrap();
+    let entry = &v["Log"][0];
+    assert_eq!(entry["ExitCode"], -1);
+    assert_eq!(entry["Output"], "Health check exceeded timeout (300ms)");
+    // Killed checks are gone from the container: after three timeouts, at most the
+    // check running now is in its cgroup.
+    wait_for("three checks", || {
+        let v = b.ok(&["container", "inspect", "-f", "{{json .State.Health}}", id]);
+        serde_json::from_str::<serde_json::Value>(&v).unwrap()["Log"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 3
+    });
+    let procs =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/pids/berth/{id}/cgroup.procs")).unwrap();
+    let checks = procs
+        .lines()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() == b"sleep\x0030\x00"
+        })
+        .count();
+    assert!(checks <= 1, "{checks} checks still running");
+    b.ok(&["rm", "-f", id]);
     b.assert_nothing_left();
 }

@@ -9,6 +9,7 @@
 //! - `<runroot>/runtimes/NAME/`: the OCI runtime's `--root`.
 
 use crate::etc;
+use crate::health;
 use crate::names;
 pub use crate::names::valid_name;
 use crate::options::{CreateOptions, LogDriver, RestartPolicy};
@@ -281,6 +282,20 @@ impl Engine {
         let json = serde_json::to_vec_pretty(&spec)
             .map_err(|e| EngineError::Other(format!("writing config.json: {e}")))?;
         write_atomic(&spec_path, &json)?;
+        // A new run's health starts over; the last run's state was kept for inspect.
+        let _ = fs::remove_file(dir.join(health::STATE_FILE));
+        let health_args = match health::effective(c.options.health.as_ref(), &config["config"]) {
+            Some(h) => {
+                let argv = health::argv(&h, &config["config"]);
+                let file = dir.join(health::PROCESS_FILE);
+                let process = serde_json::to_value(&spec)
+                    .and_then(|spec| serde_json::to_vec(&health::process(&spec, argv)))
+                    .map_err(|e| EngineError::Other(format!("health check process: {e}")))?;
+                write_atomic(&file, &process)?;
+                health::monitor_args(&h, &file)
+            }
+            None => vec![],
+        };
 
         let state = self.state_dir(&c.id);
         let _ = fs::remove_dir_all(&state);
@@ -323,6 +338,7 @@ impl Engine {
         if attach {
             cmd.arg("--start-on-attach");
         }
+        cmd.args(health_args);
         if let Some((program, args)) = self.exit_command.split_first() {
             cmd.arg("--exit-command").arg(program);
             for a in args {
@@ -686,6 +702,11 @@ impl Engine {
         // Renamed away first: the old monitor may still unlink its sockets by relative
         // name, and a restart is about to make a new directory at this path.
         let state = self.state_dir(&c.id);
+        // The last health state stays for inspect, as Docker's does.
+        let _ = fs::rename(
+            state.join(health::STATE_FILE),
+            self.container_dir(&c.id).join(health::STATE_FILE),
+        );
         let gone = state.with_extension(format!("old-{}", names::new_id()));
         if fs::rename(&state, &gone).is_ok() {
             let _ = fs::remove_dir_all(&gone);
@@ -811,6 +832,30 @@ impl Engine {
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| crate::spec::ImageConfig::from_value(&v).ok())
             .unwrap_or_default()
+    }
+
+    /// The health check in force (the user's over the image's), if any.
+    pub fn health_check(&self, c: &Container) -> Option<crate::options::HealthCheck> {
+        let config = c
+            .image
+            .parse::<Digest>()
+            .ok()
+            .and_then(|d| self.images.blobs.read(&d).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .unwrap_or_default();
+        health::effective(c.options.health.as_ref(), &config["config"])
+    }
+
+    /// Docker's `State.Health` for a container that has a check: the monitor's live
+    /// state while it runs, the last one after.
+    pub fn health(&self, c: &Container) -> Option<serde_json::Value> {
+        self.health_check(c)?;
+        let path = if c.state.is_live() {
+            self.state_dir(&c.id).join(health::STATE_FILE)
+        } else {
+            self.container_dir(&c.id).join(health::STATE_FILE)
+        };
+        Some(health::read(&path))
     }
 
     /// `Config.Entrypoint` as Docker shows it.

@@ -15,6 +15,7 @@ pub mod attach;
 pub mod container;
 mod etc;
 pub mod flags;
+pub mod health;
 pub mod logs;
 mod names;
 pub mod options;

@@ -4,6 +4,7 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Args {
@@ -24,6 +25,8 @@ pub struct Args {
     pub sync_fd: Option<i32>,
     pub exit_command: Option<PathBuf>,
     pub exit_args: Vec<OsString>,
+    /// `--health-process` and its timings (nanoseconds, as Docker's HealthConfig).
+    pub health: Option<crate::health::Config>,
 }
 
 pub fn parse<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, String> {
@@ -32,6 +35,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, String> 
         ..Args::default()
     };
     let (mut id, mut bundle, mut runtime, mut state) = (None, None, None, None);
+    let mut health_process = None;
+    let mut health_ns = [0u64; 3]; // interval, timeout, start period
+    let mut health_retries = 0u32;
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
         let bytes = arg.as_bytes();
@@ -82,6 +88,11 @@ pub fn parse<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, String> 
             "--sync-fd" => a.sync_fd = Some(number(&name, &value()?)?),
             "--exit-command" => a.exit_command = Some(PathBuf::from(value()?)),
             "--exit-arg" => a.exit_args.push(value()?),
+            "--health-process" => health_process = Some(PathBuf::from(value()?)),
+            "--health-interval" => health_ns[0] = number(&name, &value()?)?,
+            "--health-timeout" => health_ns[1] = number(&name, &value()?)?,
+            "--health-start-period" => health_ns[2] = number(&name, &value()?)?,
+            "--health-retries" => health_retries = number(&name, &value()?)?,
             _ => return Err(format!("unknown argument {:?}", arg.to_string_lossy())),
         }
     }
@@ -96,6 +107,19 @@ pub fn parse<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, String> 
     a.bundle = bundle.ok_or_else(|| missing("--bundle"))?;
     a.runtime = runtime.ok_or_else(|| missing("--runtime"))?;
     a.state_dir = state.ok_or_else(|| missing("--state-dir"))?;
+    if let Some(process) = health_process {
+        let [interval, timeout, start_period] = health_ns.map(Duration::from_nanos);
+        if interval.is_zero() || timeout.is_zero() || health_retries == 0 {
+            return Err("--health-process needs --health-interval, --health-timeout and --health-retries above 0".into());
+        }
+        a.health = Some(crate::health::Config {
+            process,
+            interval,
+            timeout,
+            retries: health_retries,
+            start_period,
+        });
+    }
     Ok(a)
 }
 
@@ -119,6 +143,9 @@ impl Args {
         abs(&mut self.state_dir);
         self.runtime_root.as_mut().map(abs);
         self.log_path.as_mut().map(abs);
+        if let Some(h) = self.health.as_mut() {
+            abs(&mut h.process);
+        }
         for cmd in [Some(&mut self.runtime), self.exit_command.as_mut()]
             .into_iter()
             .flatten()

@@ -5,6 +5,7 @@
 mod args;
 mod attach;
 mod clock;
+mod health;
 mod json;
 mod log;
 mod monitor;

@@ -9,6 +9,7 @@
 use crate::args::Args;
 use crate::attach::{self, Client};
 use crate::clock::Stamp;
+use crate::health::Health;
 use crate::log::{JsonLog, Stream};
 use crate::reaper::Reaper;
 use crate::runtime::Runtime;
@@ -349,11 +350,15 @@ impl Monitor {
     /// is drained.
     fn serve(&mut self, pid: i32) -> io::Result<(i32, Stamp)> {
         self.serving = true;
+        let mut health = self.args.health.clone().map(Health::new);
         let exit = loop {
             if let Some(exit) = self.reaper.take(pid) {
                 break exit;
             }
-            self.turn(None)?;
+            let wake = health
+                .as_mut()
+                .map(|h| h.step(&self.rt, &self.args.id, &mut self.reaper));
+            self.turn(wake)?;
         };
         let finished_at = Stamp::now();
         // A process outside the container's pid namespace (or one that escaped it) may
