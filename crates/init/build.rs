@@ -1,0 +1,48 @@
+//! berth-init must be a static executable: it is bind-mounted into any image, which may
+//! have no dynamic loader and no libc. Cargo cannot give one package
+//! `-C target-feature=+crt-static` (and the workspace-wide flag breaks proc macros), and
+//! without it rustc links std's libraries with `-Bdynamic`. So the linker is pointed first
+//! at a directory of ours that holds only static archives under the names rustc asks for:
+//! ld takes the first directory holding either form of a library, so every `-lc` (and
+//! `-lgcc_s`, which is libgcc_eh, the static unwinder) resolves to an archive there.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const LIBS: [&str; 7] = ["c", "m", "pthread", "dl", "rt", "util", "gcc_s"];
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    let dir = out.join("static-libs");
+    std::fs::create_dir_all(&dir).unwrap();
+    for lib in LIBS {
+        let archive = if lib == "gcc_s" {
+            "libgcc_eh.a".to_string()
+        } else {
+            format!("lib{lib}.a")
+        };
+        let path = cc_file(&archive);
+        let link = dir.join(format!("lib{lib}.a"));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&path, &link)
+            .unwrap_or_else(|e| panic!("{}: {e}", link.display()));
+    }
+    println!("cargo:rustc-link-search=native={}", dir.display());
+    println!("cargo:rustc-link-arg-bins=-static");
+    println!("cargo:rustc-link-arg-bins=-no-pie");
+    println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// Where the C compiler finds `name` (it prints the bare name when it does not).
+fn cc_file(name: &str) -> PathBuf {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let o = Command::new(&cc)
+        .arg(format!("-print-file-name={name}"))
+        .output()
+        .unwrap_or_else(|e| panic!("{cc}: {e}"));
+    let p = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    assert!(
+        p.is_absolute() && Path::new(&p).exists(),
+        "{name} not found: install libc6-dev and libgcc-dev"
+    );
+    p
+}
