@@ -12,6 +12,7 @@ use image::meta::{ImageRow, NewImage};
 use image::reference::Reference;
 use image::time::{format_rfc3339 as rfc3339, parse_rfc3339};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 
 #[derive(Subcommand)]
@@ -390,8 +391,33 @@ pub fn inspect(app: &App, a: &InspectArgs) -> Result<i32> {
     Ok(code)
 }
 
+/// The containers using each image (by image id): one of them, and whether any runs.
+/// Images in use are not removed from under their containers.
+fn image_users(app: &App) -> Result<HashMap<String, image::images::ImageUser>> {
+    let containers = engine::store::Store::open(&app.root)?;
+    let mut users: HashMap<String, image::images::ImageUser> = HashMap::new();
+    for c in containers.list()? {
+        let running = c.state.is_live();
+        let user = users
+            .entry(c.image.clone())
+            .or_insert(image::images::ImageUser {
+                container: c.id.clone(),
+                running,
+            });
+        if running && !user.running {
+            *user = image::images::ImageUser {
+                container: c.id,
+                running,
+            };
+        }
+    }
+    Ok(users)
+}
+
 pub fn rmi(app: &App, a: &RmiArgs) -> Result<i32> {
     let store = open_store(app)?;
+    let users = image_users(app)?;
+    let user_of = |id: &Digest| users.get(&id.to_string()).cloned();
     let mut code = 0;
     for name in &a.images {
         // The layers of a mounted image are in use: removing them would pull files from
@@ -403,7 +429,7 @@ pub fn rmi(app: &App, a: &RmiArgs) -> Result<i32> {
                 continue;
             }
         }
-        match store.remove(name, a.force) {
+        match store.remove_unless_used(name, a.force, &user_of) {
             Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
             Err(e) => {
                 eprintln!("Error: {e}");
@@ -416,10 +442,12 @@ pub fn rmi(app: &App, a: &RmiArgs) -> Result<i32> {
 
 pub fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
     let store = open_store(app)?;
+    let users = image_users(app)?;
     let mut lines = Vec::new();
     for img in store.meta.list()? {
-        // No containers exist yet that could use an image, so -a prunes every image.
-        if (img.tags.is_empty() || a.all) && !crate::mounts::mounted_image(app, &img.id) {
+        // -a: every image no container uses; else only the dangling ones.
+        let used = users.contains_key(&img.id.to_string());
+        if (img.tags.is_empty() || a.all) && !used && !crate::mounts::mounted_image(app, &img.id) {
             let name = img.id.to_string();
             match store.remove(&name, true) {
                 Ok(l) => lines.extend(l),

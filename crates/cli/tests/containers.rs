@@ -550,3 +550,38 @@ fn init_reaps_orphans_and_forwards_signals() {
     );
     b.assert_nothing_left();
 }
+
+/// Images under containers stay: `rmi` of the last tag needs -f and then only untags,
+/// deleting by id is refused while a container uses it, `image prune -a` skips it.
+#[test]
+fn rmi_and_prune_leave_images_that_containers_use() {
+    let b = Berth::with_busybox();
+    let image = b.image_id("bb:1");
+    let short = &image.trim_start_matches("sha256:")[..12];
+    let id = b.ok(&["run", "-d", "bb:1", "sleep", "100"]);
+    let id = id.trim();
+    let err = b.fails(&["rmi", "bb:1"]);
+    assert_eq!(
+        err,
+        format!("Error: conflict: unable to remove repository reference \"bb:1\" (must force) - container {} is using its referenced image {short}\n", &id[..12])
+    );
+    let err = b.fails(&["rmi", "-f", short]);
+    assert!(
+        err.ends_with(&format!(
+            "(cannot be forced) - image is being used by running container {}\n",
+            &id[..12]
+        )),
+        "{err}"
+    );
+    b.ok(&["tag", "bb:1", "other:2"]);
+    assert_eq!(b.ok(&["rmi", "other:2"]), "Untagged: other:2\n");
+    assert_eq!(b.ok(&["rmi", "-f", "bb:1"]), "Untagged: bb:1\n");
+    b.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(b.ok(&["images", "-q", "-a"]).trim(), short);
+    // Still startable after all that.
+    b.ok(&["rm", "-f", id]);
+    b.ok(&["run", "--rm", &image, "true"]);
+    b.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(b.ok(&["images", "-q", "-a"]), "");
+    b.assert_nothing_left();
+}

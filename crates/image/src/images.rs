@@ -43,6 +43,19 @@ pub enum ImageError {
     /// Docker's wording, which scripts match on.
     #[error("conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories")]
     MultipleRepositories { short: String },
+    #[error("conflict: unable to remove repository reference \"{reference}\" (must force) - container {container} is using its referenced image {image}")]
+    ReferenceInUse {
+        reference: String,
+        container: String,
+        image: String,
+    },
+    #[error("conflict: unable to delete {image} ({how}) - image is being used by {state} container {container}")]
+    ImageInUse {
+        image: String,
+        how: &'static str,
+        state: &'static str,
+        container: String,
+    },
     #[error("{action} {}: {source}", path.display())]
     Lock {
         action: &'static str,
@@ -223,7 +236,51 @@ impl ImageStore {
     /// snapshots nothing uses any more are collected, unless a writer is busy (the next GC
     /// gets them).
     pub fn remove(&self, reference_or_id: &str, force: bool) -> Result<Vec<String>> {
+        self.remove_unless_used(reference_or_id, force, &|_| None)
+    }
+
+    /// [`Images::remove`] as Docker's `rmi` does it when containers use images: `user_of`
+    /// names a container using an image, if any. Removing the last tag of a used image
+    /// needs `force` and then only untags (the image stays, dangling, for its
+    /// containers); deleting a used image by id needs `force`, and is refused outright
+    /// while the container runs.
+    pub fn remove_unless_used(
+        &self,
+        reference_or_id: &str,
+        force: bool,
+        user_of: &dyn Fn(&Digest) -> Option<ImageUser>,
+    ) -> Result<Vec<String>> {
         let image = self.meta.resolve(reference_or_id)?;
+        if let Some(user) = user_of(&image.id) {
+            let short = |s: &str| s.chars().take(12).collect::<String>();
+            match tag_named(&image, reference_or_id) {
+                Some(_) if image.tags.len() > 1 => {}
+                Some(reference) => {
+                    if !force {
+                        return Err(ImageError::ReferenceInUse {
+                            reference: reference_or_id.to_string(),
+                            container: short(&user.container),
+                            image: short(image.id.hex()),
+                        });
+                    }
+                    self.meta.untag(&reference)?;
+                    return Ok(vec![format!("Untagged: {}", reference.familiar())]);
+                }
+                None if user.running || !force => {
+                    return Err(ImageError::ImageInUse {
+                        image: short(image.id.hex()),
+                        how: if user.running {
+                            "cannot be forced"
+                        } else {
+                            "must be forced"
+                        },
+                        state: if user.running { "running" } else { "stopped" },
+                        container: short(&user.container),
+                    });
+                }
+                None => {}
+            }
+        }
         let chains: Vec<Digest> = self
             .meta
             .layers_of(&image.id)?
@@ -325,6 +382,13 @@ fn lock_err(action: &'static str, path: &Path, source: io::Error) -> ImageError 
 /// digest. Docker asks instead whether the input is a prefix of the id, so with it `rmi a`
 /// deletes every tag of an image whose id happens to start with "a"; `resolve` already
 /// preferred the tag, and so does this.
+/// A container that uses an image, for [`Images::remove_unless_used`].
+#[derive(Debug, Clone)]
+pub struct ImageUser {
+    pub container: String,
+    pub running: bool,
+}
+
 fn tag_named(image: &ImageRow, input: &str) -> Option<Reference> {
     Reference::parse(input)
         .ok()
