@@ -790,16 +790,7 @@ pub fn inspect(app: &App, a: &InspectArgs) -> Result<i32> {
             Err(e) => failed.push(e.to_string()),
         }
     }
-    match &a.format {
-        Some(f) => {
-            let fmt = Format::parse(Some(f));
-            for v in &out {
-                let row = v.as_object().cloned().unwrap_or_default();
-                print!("{}", render(&[row], &fmt, "")?);
-            }
-        }
-        None => println!("{}", serde_json::to_string_pretty(&out)?),
-    }
+    crate::format::print_inspect(out, a.format.as_deref())?;
     if !failed.is_empty() {
         for e in &failed {
             eprintln!("Error: {e}");

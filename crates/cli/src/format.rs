@@ -387,3 +387,22 @@ mod tests {
         assert!(render(&r, &Format::parse(Some("{{.A")), "").is_err());
     }
 }
+
+/// What every `inspect` prints: a JSON array of the objects, or with `--format` the
+/// template once per object.
+pub fn print_inspect(objects: Vec<Value>, format: Option<&str>) -> anyhow::Result<()> {
+    match format {
+        None | Some("") | Some("json") => {
+            println!("{}", serde_json::to_string_pretty(&Value::Array(objects))?);
+        }
+        // Each object on its own: they may be of different kinds.
+        Some(f) => {
+            let fmt = Format::parse(Some(f));
+            for v in objects {
+                let row = v.as_object().cloned().unwrap_or_default();
+                print!("{}", render(&[row], &fmt, "")?);
+            }
+        }
+    }
+    Ok(())
+}

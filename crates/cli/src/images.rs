@@ -325,7 +325,7 @@ fn config_of(store: &ImageStore, img: &ImageRow) -> Result<Value> {
 }
 
 /// `docker image inspect`'s JSON for the fields that apply without a daemon.
-fn inspect_json(store: &ImageStore, img: &ImageRow) -> Result<Value> {
+pub fn inspect_json(store: &ImageStore, img: &ImageRow) -> Result<Value> {
     let cfg = config_of(store, img)?;
     let repo_digests: Vec<String> = img
         .tags
@@ -373,21 +373,7 @@ pub fn inspect(app: &App, a: &InspectArgs) -> Result<i32> {
             }
         }
     }
-    match a.format.as_deref() {
-        None | Some("") | Some("json") => {
-            println!("{}", serde_json::to_string_pretty(&Value::Array(out))?);
-        }
-        Some(_) => {
-            let rows: Vec<Map<String, Value>> = out
-                .into_iter()
-                .filter_map(|v| v.as_object().cloned())
-                .collect();
-            print!(
-                "{}",
-                render(&rows, &Format::parse(a.format.as_deref()), "")?
-            );
-        }
-    }
+    crate::format::print_inspect(out, a.format.as_deref())?;
     Ok(code)
 }
 

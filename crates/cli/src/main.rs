@@ -6,6 +6,7 @@ mod attach;
 mod containers;
 mod format;
 mod images;
+mod inspect;
 mod mounts;
 mod progress;
 mod run_flags;
@@ -92,6 +93,8 @@ pub enum Cmd {
     /// Manage berth
     #[command(subcommand)]
     System(system::SystemCmd),
+    /// Return low-level information on berth objects
+    Inspect(inspect::InspectArgs),
 }
 
 fn main() {
@@ -132,6 +135,7 @@ fn main() {
         Cmd::Login(a) => transfer::login(&app, a),
         Cmd::Logout(a) => transfer::logout(&app, a),
         Cmd::System(c) => system::system(&app, c),
+        Cmd::Inspect(a) => inspect::inspect(&app, a),
     };
     match result {
         Ok(code) => std::process::exit(code),

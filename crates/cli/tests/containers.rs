@@ -585,3 +585,69 @@ fn rmi_and_prune_leave_images_that_containers_use() {
     assert_eq!(b.ok(&["images", "-q", "-a"]), "");
     b.assert_nothing_left();
 }
+
+/// `berth inspect` finds containers, then images; `system df` counts containers and
+/// their writable layers.
+#[test]
+fn inspect_any_object_and_system_df_counts_containers() {
+    let b = Berth::with_busybox();
+    let image = b.image_id("bb:1");
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "bb:1",
+        "sh",
+        "-c",
+        "head -c 300000 /dev/zero > /big; sleep 100",
+    ]);
+    let id = id.trim();
+    b.ok(&[
+        "run",
+        "--name",
+        "done",
+        "bb:1",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /big",
+    ]);
+    let out = b.ok(&["inspect", "-f", "{{.Id}}", "web", "bb:1"]);
+    assert_eq!(out, format!("{id}\n{image}\n"));
+    assert_eq!(
+        b.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}}",
+            "--type",
+            "container",
+            "web"
+        ]),
+        "running\n"
+    );
+    let o = b.run(&["inspect", "--type", "image", "web"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "Error: No such object: web\n"
+    );
+    wait_for("the file", || {
+        b.ok(&[
+            "system",
+            "df",
+            "--format",
+            "{{.Type}} {{.TotalCount}} {{.Active}} {{.Size}}",
+        ])
+        .contains("Containers 2 1 400kB")
+    });
+    let df = b.ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.Active}} {{.Reclaimable}}",
+    ]);
+    assert!(df.contains("Images 1 0B (0%)"), "{df}");
+    assert!(df.contains("Containers 1 100kB (25%)"), "{df}");
+    b.ok(&["rm", "-f", "web", "done"]);
+    b.assert_nothing_left();
+}
