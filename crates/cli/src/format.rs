@@ -331,6 +331,25 @@ pub fn tabwrite(text: &str, minwidth: usize, padding: usize) -> String {
     out
 }
 
+/// What every `inspect` prints: a JSON array of the objects, or with `--format` the
+/// template once per object.
+pub fn print_inspect(objects: Vec<Value>, format: Option<&str>) -> anyhow::Result<()> {
+    match format {
+        None | Some("") | Some("json") => {
+            println!("{}", serde_json::to_string_pretty(&Value::Array(objects))?);
+        }
+        // Each object on its own: they may be of different kinds.
+        Some(f) => {
+            let fmt = Format::parse(Some(f));
+            for v in objects {
+                let row = v.as_object().cloned().unwrap_or_default();
+                print!("{}", render(&[row], &fmt, "")?);
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,23 +405,4 @@ mod tests {
         assert!(e.contains("\"nope\" not defined"), "{e}");
         assert!(render(&r, &Format::parse(Some("{{.A")), "").is_err());
     }
-}
-
-/// What every `inspect` prints: a JSON array of the objects, or with `--format` the
-/// template once per object.
-pub fn print_inspect(objects: Vec<Value>, format: Option<&str>) -> anyhow::Result<()> {
-    match format {
-        None | Some("") | Some("json") => {
-            println!("{}", serde_json::to_string_pretty(&Value::Array(objects))?);
-        }
-        // Each object on its own: they may be of different kinds.
-        Some(f) => {
-            let fmt = Format::parse(Some(f));
-            for v in objects {
-                let row = v.as_object().cloned().unwrap_or_default();
-                print!("{}", render(&[row], &fmt, "")?);
-            }
-        }
-    }
-    Ok(())
 }
