@@ -651,3 +651,27 @@ fn inspect_any_object_and_system_df_counts_containers() {
     b.ok(&["rm", "-f", "web", "done"]);
     b.assert_nothing_left();
 }
+
+/// A `--rm` container's root is a volatile overlay (never synced: it is deleted at exit);
+/// a kept container's is not.
+#[test]
+fn only_rm_containers_get_a_volatile_root() {
+    let b = Berth::with_busybox();
+    let opts = |rm: bool| {
+        let mut args = vec!["run"];
+        if rm {
+            args.push("--rm");
+        }
+        args.extend([
+            "bb:1",
+            "sh",
+            "-c",
+            "grep -c 'overlay.*volatile' /proc/mounts || true",
+        ]);
+        b.ok(&args)
+    };
+    assert_eq!(opts(true), "1\n");
+    assert_eq!(opts(false), "0\n");
+    b.ok(&["container", "prune", "-f"]);
+    b.assert_nothing_left();
+}

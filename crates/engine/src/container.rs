@@ -250,8 +250,13 @@ impl Engine {
         let _ = image::snapshot::unmount(&rootfs);
         let upper = dir.join("upper");
         let work = dir.join("work");
-        image::snapshot::mount_overlay(&lowers, Some((&upper, &work)), &rootfs)
-            .map_err(image::images::ImageError::from)?;
+        // A --rm container's writes go with it: no need to sync them at unmount.
+        if c.options.auto_remove {
+            image::snapshot::mount_overlay_volatile(&lowers, (&upper, &work), &rootfs)
+        } else {
+            image::snapshot::mount_overlay(&lowers, Some((&upper, &work)), &rootfs)
+        }
+        .map_err(image::images::ImageError::from)?;
 
         let etc_files = etc::write(&dir, c)?;
         let config = self
