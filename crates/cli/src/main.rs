@@ -6,6 +6,7 @@ mod attach;
 mod containers;
 mod format;
 mod images;
+mod info;
 mod inspect;
 mod mounts;
 mod progress;
@@ -95,6 +96,8 @@ pub enum Cmd {
     System(system::SystemCmd),
     /// Return low-level information on berth objects
     Inspect(inspect::InspectArgs),
+    /// Display system-wide information
+    Info(info::InfoArgs),
 }
 
 fn main() {
@@ -136,6 +139,7 @@ fn main() {
         Cmd::Logout(a) => transfer::logout(&app, a),
         Cmd::System(c) => system::system(&app, c),
         Cmd::Inspect(a) => inspect::inspect(&app, a),
+        Cmd::Info(a) => info::info(&app, a),
     };
     match result {
         Ok(code) => std::process::exit(code),

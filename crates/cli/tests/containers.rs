@@ -675,3 +675,23 @@ fn only_rm_containers_get_a_volatile_root() {
     b.ok(&["container", "prune", "-f"]);
     b.assert_nothing_left();
 }
+
+/// `berth info` counts this store's containers and images and names the runtimes found.
+#[test]
+fn info_reports_the_store() {
+    let b = Berth::with_busybox();
+    let id = b.ok(&["run", "-d", "bb:1", "sleep", "100"]);
+    b.ok(&["create", "bb:1", "true"]);
+    let fmt =
+        "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}} {{.Driver}}";
+    assert_eq!(b.ok(&["info", "-f", fmt]), "2 1 1 1 overlay2\n");
+    let text = b.ok(&["info"]);
+    assert!(text.contains(" Runtimes: berth-runtime"), "{text}");
+    assert!(
+        text.contains(&format!(" Docker Root Dir: {}\n", b.root().display())),
+        "{text}"
+    );
+    b.ok(&["rm", "-f", id.trim()]);
+    b.ok(&["container", "prune", "-f"]);
+    b.assert_nothing_left();
+}

@@ -1136,7 +1136,7 @@ fn anonymous_volume_name(id: &str, target: &str) -> String {
 }
 
 /// A runtime by name (looked up beside this binary, then in PATH) or by path.
-fn resolve_runtime(name: &str) -> Result<PathBuf> {
+pub fn resolve_runtime(name: &str) -> Result<PathBuf> {
     if name.contains('/') {
         let p = PathBuf::from(name);
         return if is_executable(&p) {
