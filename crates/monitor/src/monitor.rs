@@ -350,6 +350,7 @@ impl Monitor {
     /// is drained.
     fn serve(&mut self, pid: i32) -> io::Result<(i32, Stamp)> {
         self.serving = true;
+        sys::trim_resident_code();
         let mut health = self.args.health.clone().map(Health::new);
         let exit = loop {
             if let Some(exit) = self.reaper.take(pid) {

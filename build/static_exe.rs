@@ -1,10 +1,14 @@
-//! berth-init must be a static executable: it is bind-mounted into any image, which may
-//! have no dynamic loader and no libc. Cargo cannot give one package
-//! `-C target-feature=+crt-static` (and the workspace-wide flag breaks proc macros), and
-//! without it rustc links std's libraries with `-Bdynamic`. So the linker is pointed first
-//! at a directory of ours that holds only static archives under the names rustc asks for:
-//! ld takes the first directory holding either form of a library, so every `-lc` (and
-//! `-lgcc_s`, which is libgcc_eh, the static unwinder) resolves to an archive there.
+//! Build script of the binaries that must be (or are better) static executables:
+//! berth-init is bind-mounted into any image, which may have no dynamic loader and no libc;
+//! berth-monitor stays resident beside every container, and a static binary keeps only
+//! the pages it touches instead of mapping all of libc (its RSS is a budget).
+//!
+//! Cargo cannot give one package `-C target-feature=+crt-static` (and the workspace-wide
+//! flag breaks proc macros), and without it rustc links std's libraries with `-Bdynamic`.
+//! So the linker is pointed first at a directory of ours that holds only static archives
+//! under the names rustc asks for: ld takes the first directory holding either form of a
+//! library, so every `-lc` (and `-lgcc_s`, which is libgcc_eh, the static unwinder)
+//! resolves to an archive there.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -26,7 +30,9 @@ fn main() {
         std::os::unix::fs::symlink(&path, &link)
             .unwrap_or_else(|e| panic!("{}: {e}", link.display()));
     }
-    println!("cargo:rustc-link-search=native={}", dir.display());
+    // For the executables only (ld applies -L to every -l wherever it appears): a test
+    // harness is linked the usual, dynamic way, and static archives would break it.
+    println!("cargo:rustc-link-arg-bins=-L{}", dir.display());
     println!("cargo:rustc-link-arg-bins=-static");
     println!("cargo:rustc-link-arg-bins=-no-pie");
     println!("cargo:rerun-if-changed=build.rs");
