@@ -490,7 +490,7 @@ fn journal_commits_all(file: &File) -> bool {
     const EXT4_SUPER_MAGIC: i64 = 0xEF53;
     const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
     nix::sys::statfs::fstatfs(file).is_ok_and(|s| {
-        let t = s.filesystem_type().0 as i64;
+        let t = s.filesystem_type().0;
         t == EXT4_SUPER_MAGIC || t == XFS_SUPER_MAGIC
     })
 }
