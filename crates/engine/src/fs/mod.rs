@@ -20,11 +20,17 @@
 //! - [`copy`] — `docker cp` in both directions and `docker export`.
 //! - [`commit`] — `docker commit`: the upper directory as a new layer on the image.
 
+pub mod commit;
+pub mod copy;
+pub mod diff;
 pub mod extract;
 pub mod resolve;
 pub mod view;
 pub mod walk;
 
+pub use commit::{commit, CommitOptions};
+pub use copy::{copy_from_container, copy_to_container, export, CopyFrom, CopyTo, Source};
+pub use diff::{diff, Change, ChangeKind};
 pub use walk::{Entry, Kind};
 
 use std::path::PathBuf;
