@@ -350,6 +350,15 @@ fn copy_out_cases(b: &Berth, c: &str, host: &Path) {
     let err = b.fails(&["cp", "nosuch:/etc", &h("x")]);
     assert_eq!(err, "Error: No such container: nosuch\n");
     assert!(!host.join("x").exists());
+    let err = b.fails(&["cp", &h("hello"), &h("x")]);
+    assert_eq!(err, "Error: must specify at least one container source\n");
+    let err = b.fails(&["cp", &format!("{c}:/etc"), "other:/etc"]);
+    assert_eq!(err, "Error: copying between containers is not supported\n");
+    let err = b.fails(&["cp", &format!("{c}:/etc/hello"), &h("no/dir/x")]);
+    assert!(
+        err.starts_with("Error: invalid output path: directory"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -27,8 +27,8 @@ use super::{FsError, Result};
 use crate::container::Engine;
 use crate::store::Container;
 use nix::errno::Errno;
-use nix::fcntl::{open, OFlag};
-use nix::sys::stat::{Mode, SFlag};
+use nix::fcntl::{open, AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode, SFlag};
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -603,14 +603,10 @@ impl LocalSource {
             Mode::empty(),
         )
         .map_err(|e| lstat_error(&text, e.into()))?;
-        let st = Located {
-            parent,
-            name: name.clone(),
-            path: text.clone(),
-        };
-        let stat = st.stat().map_err(|e| lstat_error(&text, e.into()))?;
+        let stat = fstatat(&parent, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| lstat_error(&text, e.into()))?;
         Ok(LocalSource {
-            parent: st.parent,
+            parent,
             name,
             base,
             is_dir: is_dir(&stat),

@@ -52,7 +52,8 @@ pub enum FsError {
         path: String,
         source: std::io::Error,
     },
-    #[error("writing {}: {source}", path.display())]
+    /// A host path of the caller's.
+    #[error("{}: {source}", path.display())]
     Local {
         path: PathBuf,
         source: std::io::Error,

@@ -71,6 +71,15 @@ impl ContainerRoot {
             == OVERLAYFS_SUPER_MAGIC;
         let (root, live) = if mounted {
             (dir, true)
+        } else if matches!(c.state, State::Running | State::Paused) {
+            // Its overlay should be there: something unmounted it behind berth's back,
+            // and a second overlay on an upper directory in use is never made. (A start
+            // in progress mounts only under the lock we hold, after we are done.)
+            return Err(FsError::Invalid(format!(
+                "container {} is {} but its root is not mounted",
+                c.id,
+                c.state.docker_status()
+            )));
         } else {
             let lowers = image_layers(engine, c)?;
             let cdir = engine.container_dir(&c.id);
