@@ -740,3 +740,130 @@ fn commit_makes_an_image_that_runs_with_the_changes() {
     b.ok(&["rm", "-f", &r, &c, "fresh"]);
     assert!(mounts(&b).is_empty(), "{:?}", mounts(&b));
 }
+
+fn set_xattr(path: &Path, key: &str, value: &[u8]) {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let k = std::ffi::CString::new(key).unwrap();
+    // SAFETY: both strings are NUL-terminated; value is a live slice passed with its length.
+    let rc = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            k.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+}
+
+fn get_xattr(path: &Path, key: &str) -> Option<Vec<u8>> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let k = std::ffi::CString::new(key).unwrap();
+    let mut buf = [0u8; 256];
+    // SAFETY: both strings are NUL-terminated; buf is writable for its whole length.
+    let n = unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).ok().map(|n| buf[..n].to_vec())
+}
+
+/// What a tar says about one member: (uid, gid, mtime, type, device, xattrs).
+type Member = (
+    u64,
+    u64,
+    u64,
+    tar::EntryType,
+    Option<(u32, u32)>,
+    Vec<(String, Vec<u8>)>,
+);
+
+fn tar_members(bytes: &[u8]) -> std::collections::BTreeMap<String, Member> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut ar = tar::Archive::new(bytes);
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let mut xattrs = Vec::new();
+        if let Some(pax) = e.pax_extensions().unwrap() {
+            for r in pax {
+                let r = r.unwrap();
+                if let Some(k) = r.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                    xattrs.push((k.to_string(), r.value_bytes().to_vec()));
+                }
+            }
+        }
+        let h = e.header();
+        let dev = match h.entry_type() {
+            tar::EntryType::Char | tar::EntryType::Block => Some((
+                h.device_major().unwrap().unwrap(),
+                h.device_minor().unwrap().unwrap(),
+            )),
+            _ => None,
+        };
+        let m = (
+            h.uid().unwrap(),
+            h.gid().unwrap(),
+            h.mtime().unwrap(),
+            h.entry_type(),
+            dev,
+            xattrs,
+        );
+        out.insert(name, m);
+    }
+    out
+}
+
+#[test]
+fn owners_devices_xattrs_and_times_survive_export_and_cp() {
+    let b = berth_with_busybox();
+    let c = stopped(
+        &b,
+        "meta",
+        "echo x > /tmp/owned; chown 1234:5678 /tmp/owned; touch -d '2001-02-03 04:05:06' /tmp/owned; \
+         mknod /tmp/null c 1 3; mkfifo /tmp/fifo",
+    );
+    // An xattr set on the container's writable layer from outside.
+    let id = b.ok(&["container", "inspect", "-f", "{{.Id}}", &c]);
+    let upper = b.root().join("containers").join(id.trim()).join("upper");
+    set_xattr(&upper.join("tmp/owned"), "user.berth", b"yes");
+
+    let o = b.cmd(&["export", &c]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let members = tar_members(&o.stdout);
+    let owned = &members["tmp/owned"];
+    assert_eq!((owned.0, owned.1, owned.2), (1234, 5678, 981_173_106));
+    assert_eq!(owned.5, vec![("user.berth".to_string(), b"yes".to_vec())]);
+    assert_eq!(
+        (members["tmp/null"].3, members["tmp/null"].4),
+        (tar::EntryType::Char, Some((1, 3)))
+    );
+    assert_eq!(members["tmp/fifo"].3, tar::EntryType::Fifo);
+    // No overlay bookkeeping leaks into the archive.
+    assert!(!members
+        .values()
+        .any(|m| m.5.iter().any(|(k, _)| k.starts_with("trusted.overlay."))));
+
+    // cp out keeps mode, time and xattrs (owner: the caller's, as docker).
+    let host = b.tmp.path().join("meta-out");
+    std::fs::create_dir(&host).unwrap();
+    b.ok(&["cp", &format!("{c}:/tmp/owned"), host.to_str().unwrap()]);
+    let md = std::fs::metadata(host.join("owned")).unwrap();
+    assert_eq!((md.uid(), md.mtime()), (0, 981_173_106));
+    assert_eq!(
+        get_xattr(&host.join("owned"), "user.berth").as_deref(),
+        Some(&b"yes"[..])
+    );
+    // cp in keeps the host file's xattrs and owner.
+    let file = write(&host.join("tagged"), b"t");
+    set_xattr(&file, "user.tag", b"1");
+    std::os::unix::fs::chown(&file, Some(42), Some(43)).unwrap();
+    b.ok(&["cp", file.to_str().unwrap(), &format!("{c}:/tmp/")]);
+    let o = b
+        .cmd(&["cp", &format!("{c}:/tmp/tagged"), "-"])
+        .output()
+        .unwrap();
+    let m = &tar_members(&o.stdout)["tagged"];
+    assert_eq!((m.0, m.1), (42, 43));
+    assert_eq!(m.5, vec![("user.tag".to_string(), b"1".to_vec())]);
+    b.ok(&["rm", &c]);
+    assert!(mounts(&b).is_empty(), "{:?}", mounts(&b));
+}
