@@ -1,5 +1,6 @@
 //! Container commands: `create`, `run`, `start`, `ps`, `logs`, `stop`, `kill`, `rm`,
-//! `wait`, `pause`, `unpause`, `rename`, `restart`, `container inspect|ls|prune|cleanup`.
+//! `wait`, `pause`, `unpause`, `rename`, `restart`, `container inspect|ls|prune|cleanup`
+//! (and `container cp|diff|export|commit`, which live in `filesystem`).
 
 use crate::format::{render, Format};
 use crate::run_flags::{PullPolicy, RunFlags};
@@ -220,6 +221,14 @@ pub enum ContainerCmd {
     Inspect(InspectArgs),
     /// Remove all stopped containers
     Prune(PruneArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(crate::filesystem::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(crate::filesystem::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(crate::filesystem::ExportArgs),
+    /// Create a new image from a container's changes
+    Commit(crate::filesystem::CommitArgs),
     /// Run by a container's monitor after the container exits
     #[command(hide = true)]
     Cleanup { id: String },
@@ -242,6 +251,10 @@ pub fn container_cmd(app: &App, c: &ContainerCmd) -> Result<i32> {
         ContainerCmd::Rename(a) => rename(app, a),
         ContainerCmd::Inspect(a) => inspect(app, a),
         ContainerCmd::Prune(a) => prune(app, a),
+        ContainerCmd::Cp(a) => crate::filesystem::cp(app, a),
+        ContainerCmd::Diff(a) => crate::filesystem::diff(app, a),
+        ContainerCmd::Export(a) => crate::filesystem::export(app, a),
+        ContainerCmd::Commit(a) => crate::filesystem::commit(app, a),
         ContainerCmd::Cleanup { id } => {
             open_engine(app)?.cleanup(id)?;
             Ok(0)

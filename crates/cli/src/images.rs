@@ -676,7 +676,7 @@ fn decompress(f: std::fs::File) -> Result<Box<dyn Read>> {
 }
 
 /// One `--change` instruction: (config key, value).
-fn parse_change(c: &str) -> Result<(String, Value)> {
+pub(crate) fn parse_change(c: &str) -> Result<(String, Value)> {
     let c = c.trim();
     let (instr, rest) = c.split_once(char::is_whitespace).unwrap_or((c, ""));
     let rest = rest.trim();

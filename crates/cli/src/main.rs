@@ -4,6 +4,7 @@
 mod archives;
 mod attach;
 mod containers;
+mod filesystem;
 mod format;
 mod images;
 mod info;
@@ -83,6 +84,14 @@ pub enum Cmd {
     /// Manage containers
     #[command(subcommand)]
     Container(containers::ContainerCmd),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(filesystem::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(filesystem::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(filesystem::ExportArgs),
+    /// Create a new image from a container's changes
+    Commit(filesystem::CommitArgs),
     /// Download an image from a registry
     Pull(transfer::PullArgs),
     /// Upload an image to a registry
@@ -133,6 +142,10 @@ fn main() {
         Cmd::Unpause(a) => containers::pause(&app, a, false),
         Cmd::Rename(a) => containers::rename(&app, a),
         Cmd::Container(c) => containers::container_cmd(&app, c),
+        Cmd::Cp(a) => filesystem::cp(&app, a),
+        Cmd::Diff(a) => filesystem::diff(&app, a),
+        Cmd::Export(a) => filesystem::export(&app, a),
+        Cmd::Commit(a) => filesystem::commit(&app, a),
         Cmd::Pull(a) => transfer::pull(&app, a),
         Cmd::Push(a) => transfer::push(&app, a),
         Cmd::Login(a) => transfer::login(&app, a),

@@ -130,7 +130,7 @@ impl Engine {
         self.container_dir(id).join(format!("{id}-json.log"))
     }
 
-    fn rootfs(&self, id: &str) -> PathBuf {
+    pub(crate) fn rootfs(&self, id: &str) -> PathBuf {
         self.container_dir(id).join("rootfs")
     }
 
@@ -246,6 +246,9 @@ impl Engine {
             .parse()
             .map_err(|e| EngineError::Other(format!("container {}: image id: {e}", c.id)))?;
         let lowers = self.images.rootfs_layers(&image)?;
+        // Not while `cp`/`export`/`diff`/`commit` have the stopped container's overlay
+        // (two overlays must never share an upper directory).
+        let _lock = self.lock(&c.id)?;
         // A crash may have left the previous mount behind; it would be stacked on.
         let _ = image::snapshot::unmount(&rootfs);
         let upper = dir.join("upper");
@@ -425,7 +428,9 @@ impl Engine {
 
     /// A start that failed before the monitor took over: unmount and record the error.
     fn undo_start(&self, c: &Container, back: State, e: &EngineError) {
+        let lock = self.lock(&c.id);
         let _ = image::snapshot::unmount(&self.rootfs(&c.id));
+        drop(lock);
         let _ = fs::remove_dir_all(self.state_dir(&c.id));
         let code = match e {
             EngineError::Start { exit_code, .. } => *exit_code,
@@ -759,6 +764,8 @@ impl Engine {
             };
         }
         self.runtime_delete(&c);
+        // Waits for a `cp`/`export`/`diff`/`commit` that is reading the container.
+        let _lock = self.lock(&c.id).ok();
         let rootfs = self.rootfs(&c.id);
         let _ = image::snapshot::unmount(&rootfs);
         if volumes {
@@ -886,8 +893,9 @@ impl Engine {
     }
 
     /// Serialises cleanups of one container (the monitor's exit command, a `ps` that
-    /// found the monitor dead, `rm -f`).
-    fn lock(&self, id: &str) -> Result<nix::fcntl::Flock<fs::File>> {
+    /// found the monitor dead, `rm -f`), its mount and unmount, and `fs`'s work on its
+    /// files (which mounts a stopped container's overlay itself).
+    pub(crate) fn lock(&self, id: &str) -> Result<nix::fcntl::Flock<fs::File>> {
         let path = self.container_dir(id).join("lock");
         let file = fs::OpenOptions::new()
             .create(true)

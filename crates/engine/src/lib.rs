@@ -10,11 +10,13 @@
 //!   read safely from a hostile rootfs.
 //! - [`seccomp`] — Docker's default profile (shipped as JSON) and the conversion of
 //!   Docker-format profiles into the OCI form for a container's capabilities.
+//! - [`fs`] — a container's files from the host: `diff`, `export`, `cp`, `commit`.
 
 pub mod attach;
 pub mod container;
 mod etc;
 pub mod flags;
+pub mod fs;
 pub mod health;
 pub mod logs;
 mod names;

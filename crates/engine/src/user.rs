@@ -64,6 +64,11 @@ impl RootfsUsers {
         })?;
         Ok(RootfsUsers { root })
     }
+
+    /// A root already open (a container's root held by `fs`).
+    pub fn from_fd(root: OwnedFd) -> RootfsUsers {
+        RootfsUsers { root }
+    }
 }
 
 impl UserLookup for RootfsUsers {

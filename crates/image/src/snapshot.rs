@@ -579,11 +579,66 @@ fn fsmount_overlay(
     target: &Path,
     volatile: bool,
 ) -> Result<()> {
+    let mnt = overlay_mount_fd(lowers, upper, target, false, volatile)?;
+    move_mount(&mnt, target).map_err(mount_err("overlay", target, "move_mount".into(), None))
+}
+
+/// An overlay of `lowers` (top first) and `upper`, mounted nowhere: the returned fd is the
+/// root of a detached mount, which the kernel releases with the last fd or file opened
+/// through it. Nothing appears in any mount table, so nothing can be left mounted, whatever
+/// happens to the caller; `berth cp`/`export`/`diff`/`commit` use it to see a stopped
+/// container's files. `name` only labels errors.
+///
+/// Unlike [`mount_overlay`], a single lower without an upper is refused (the caller can
+/// open that directory itself), and kernels without `lowerdir+` get the option string
+/// through fsconfig when it fits a page.
+pub fn overlay_detached(
+    lowers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+    name: &Path,
+) -> Result<OwnedFd> {
+    if lowers.is_empty() || (lowers.len() == 1 && upper.is_none()) {
+        return Err(SnapshotError::MountRefused {
+            target: name.to_path_buf(),
+            reason: "an overlay needs two lower directories, or one and an upper".into(),
+        });
+    }
+    match overlay_mount_fd(lowers, upper, name, false, false) {
+        Err(
+            first @ SnapshotError::Mount {
+                source: Errno::EINVAL,
+                ..
+            },
+        ) => overlay_mount_fd(lowers, upper, name, true, false).map_err(|_| first),
+        other => other,
+    }
+}
+
+/// fsopen/fsconfig/fsmount of an overlay; with `legacy`, the lower dirs go in one
+/// `lowerdir` string (kernels before 6.8 lack `lowerdir+`); `volatile` as in
+/// [`mount_overlay_volatile`].
+fn overlay_mount_fd(
+    lowers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+    target: &Path,
+    legacy: bool,
+    volatile: bool,
+) -> Result<OwnedFd> {
     let fail = |step: String, fs| mount_err("overlay", target, step, fs);
     let fs = fsopen(c"overlay").map_err(fail("fsopen".into(), None))?;
-    for lower in lowers {
-        fsconfig_path(&fs, c"lowerdir+", lower)
-            .map_err(fail(format!("lower dir {}", lower.display()), Some(&fs)))?;
+    if legacy {
+        let joined = legacy_options(lowers, None).ok_or_else(|| SnapshotError::MountRefused {
+            target: target.to_path_buf(),
+            reason: "the lower directories do not fit one option string".into(),
+        })?;
+        let value = joined.trim_start_matches("lowerdir=");
+        fsconfig_path(&fs, c"lowerdir", Path::new(value))
+            .map_err(fail("lower dirs".into(), Some(&fs)))?;
+    } else {
+        for lower in lowers {
+            fsconfig_path(&fs, c"lowerdir+", lower)
+                .map_err(fail(format!("lower dir {}", lower.display()), Some(&fs)))?;
+        }
     }
     if let Some((upperdir, workdir)) = upper {
         fsconfig_path(&fs, c"upperdir", upperdir)
@@ -600,8 +655,7 @@ fn fsmount_overlay(
     } else {
         0
     };
-    let mnt = fsmount(&fs, attrs).map_err(fail("fsmount".into(), Some(&fs)))?;
-    move_mount(&mnt, target).map_err(fail("move_mount".into(), None))
+    fsmount(&fs, attrs).map_err(fail("fsmount".into(), Some(&fs)))
 }
 
 /// Builds the error for a failed mount step; the kernel's log is read only when it fails.

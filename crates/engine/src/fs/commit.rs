@@ -1,0 +1,481 @@
+//! `docker commit`: the container's upper directory as a new layer on top of its image.
+//!
+//! The upper directory is walked as a layer: overlayfs whiteouts become OCI `.wh.NAME`
+//! files and opaque directories a `.wh..wh..opq` entry, overlayfs's own xattrs are
+//! dropped, and the mount points the runtime made are left out (as [`super::diff`]). The
+//! tar is gzip-compressed into an unnamed temporary file in the blob store's ingest
+//! directory while both digests are computed (the blob's, and the diff_id over the
+//! uncompressed stream), then ingested. The config is the image's, with the container's
+//! Env, Cmd, Entrypoint, WorkingDir, User, Labels, ExposedPorts and Volumes, then the
+//! `--change` instructions; history and diff_ids grow by one. Registration (and the tag)
+//! comes last, in one transaction: a failure before it removes the blobs this commit
+//! added, so nothing half-made is named or kept.
+//!
+//! A running container is paused for the walk unless asked not to be (Docker's default).
+
+use super::diff::is_mount_stub;
+use super::view::{image_id, image_root, upper_dir, Locked};
+use super::walk::{walk, TarSink, WalkOptions};
+use super::{FsError, Result};
+use crate::container::Engine;
+use crate::store::{Container, State};
+use image::digest::{Digest, DigestWriter};
+use image::manifest::{
+    DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST,
+};
+use image::meta::NewImage;
+use image::reference::Reference;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use serde_json::{json, Map, Value};
+use std::ffi::OsStr;
+use std::io::{Seek, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+
+/// What `docker commit` takes besides the container.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    pub author: Option<String>,
+    pub message: Option<String>,
+    /// Parsed `--change` instructions: (config key, value), as `berth import` parses them.
+    pub changes: Vec<(String, Value)>,
+    /// Pause a running container while its files are read.
+    pub pause: bool,
+    pub reference: Option<Reference>,
+}
+
+/// Unpauses the container it paused, whatever happens after.
+struct Unpause<'a> {
+    engine: &'a Engine,
+    id: Option<String>,
+}
+
+impl Drop for Unpause<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            if let Ok(c) = self.engine.find(&id) {
+                let _ = self.engine.pause(&c, false);
+            }
+        }
+    }
+}
+
+/// Removes, unless kept, the blobs this commit added to the store.
+struct NewBlobs<'a> {
+    engine: &'a Engine,
+    added: Vec<Digest>,
+    keep: bool,
+}
+
+impl NewBlobs<'_> {
+    /// Ingests `bytes` and remembers the blob if it was not there before.
+    fn bytes(&mut self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::sha256_of(bytes);
+        let existed = self.engine.images.blobs.contains(&digest);
+        self.engine
+            .images
+            .blobs
+            .ingest(&digest, Some(bytes.len() as u64), bytes)
+            .map_err(image::images::ImageError::from)?;
+        if !existed {
+            self.added.push(digest.clone());
+        }
+        Ok(digest)
+    }
+}
+
+impl Drop for NewBlobs<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            for blob in &self.added {
+                let _ = self.engine.images.blobs.remove(blob);
+            }
+        }
+    }
+}
+
+/// `docker commit`; returns the new image's id.
+pub fn commit(engine: &Engine, c: &Container, opts: &CommitOptions) -> Result<Digest> {
+    let c = engine.reconcile(c.clone())?;
+    let _unpause = Unpause {
+        engine,
+        id: if opts.pause && c.state == State::Running {
+            engine.pause(&c, true)?;
+            Some(c.id.clone())
+        } else {
+            None
+        },
+    };
+    // Dropped (unlocking) before `_unpause` runs: unpausing may need the lock.
+    let locked = Locked::take(engine, &c)?;
+    commit_locked(engine, &locked.container, opts)
+}
+
+fn commit_locked(engine: &Engine, c: &Container, opts: &CommitOptions) -> Result<Digest> {
+    let store = &engine.images;
+    let parent = image_id(c)?;
+    let parent_row = store
+        .meta
+        .image(&parent)
+        .map_err(image::images::ImageError::from)?
+        .ok_or_else(|| FsError::Invalid(format!("the image of container {} is gone", c.id)))?;
+    let parent_config: Value = serde_json::from_slice(
+        &store
+            .blobs
+            .read(&parent)
+            .map_err(image::images::ImageError::from)?,
+    )
+    .map_err(|e| FsError::Invalid(format!("image {parent}: config is not JSON: {e}")))?;
+    let parent_manifest: Value = serde_json::from_slice(
+        &store
+            .blobs
+            .read(&parent_row.manifest)
+            .map_err(image::images::ImageError::from)?,
+    )
+    .map_err(|e| FsError::Invalid(format!("image {parent}: manifest is not JSON: {e}")))?;
+    let layers = store
+        .meta
+        .layers_of(&parent)
+        .map_err(image::images::ImageError::from)?;
+
+    // GC stays away from the first blob to the registration.
+    let _writer = store.writer_lock()?;
+    let mut blobs = NewBlobs {
+        engine,
+        added: Vec::new(),
+        keep: false,
+    };
+    let (blob, diff_id, blob_size) = write_layer(engine, c, &mut blobs)?;
+
+    let created = image::time::format_rfc3339(now());
+    let config = new_config(engine, c, &parent_config, opts, &diff_id, &created);
+    let config_bytes =
+        serde_json::to_vec(&config).map_err(|e| FsError::Invalid(format!("image config: {e}")))?;
+    let config_digest = blobs.bytes(&config_bytes)?;
+
+    let docker = parent_manifest["mediaType"].as_str() == Some(DOCKER_MANIFEST);
+    let (manifest_type, config_type, layer_type) = if docker {
+        (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER_GZIP)
+    } else {
+        (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP)
+    };
+    let mut layer_descs: Vec<Value> = parent_manifest["layers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    layer_descs.push(json!({
+        "mediaType": layer_type,
+        "digest": blob.to_string(),
+        "size": blob_size,
+    }));
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": {
+            "mediaType": config_type,
+            "digest": config_digest.to_string(),
+            "size": config_bytes.len(),
+        },
+        "layers": layer_descs,
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| FsError::Invalid(format!("image manifest: {e}")))?;
+    let manifest_digest = blobs.bytes(&manifest_bytes)?;
+
+    let mut image_layers: Vec<(Digest, Digest)> = layers
+        .iter()
+        .map(|l| (l.blob.clone(), l.diff_id.clone()))
+        .collect();
+    image_layers.push((blob, diff_id));
+    let size = image_layers
+        .iter()
+        .map(|(b, _)| store.blobs.size(b).unwrap_or(0))
+        .sum();
+    let row = store.register(
+        NewImage {
+            manifest: manifest_digest,
+            config: config_digest,
+            layers: image_layers,
+            created: Some(now()),
+            size,
+        },
+        opts.reference.as_slice(),
+    )?;
+    blobs.keep = true;
+    Ok(row.id)
+}
+
+/// The upper directory as a gzip layer blob: (blob digest, diff_id, blob size).
+fn write_layer(
+    engine: &Engine,
+    c: &Container,
+    blobs: &mut NewBlobs,
+) -> Result<(Digest, Digest, u64)> {
+    let store = &engine.images;
+    let upper = upper_dir(engine, c)?;
+    let image = image_root(engine, c)?;
+    let ingest = store.blobs.ingest_dir();
+    let mut tmp = tempfile::tempfile_in(ingest).map_err(|source| FsError::Local {
+        path: ingest.to_path_buf(),
+        source,
+    })?;
+    let skip = |path: &str, st: &nix::sys::stat::FileStat| {
+        is_mount_stub(path, st, in_image(image.as_fd(), path))
+            && stub_empty(upper.as_fd(), path, st)
+    };
+    let opts = WalkOptions {
+        oci_whiteouts: true,
+        skip: Some(&skip),
+    };
+    let compressed = DigestWriter::new(std::io::BufWriter::new(&mut tmp));
+    let gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::default());
+    let mut tar = TarSink::new(DigestWriter::new(gz));
+    walk(
+        upper.as_fd(),
+        OsStr::new("."),
+        Path::new(""),
+        false,
+        &opts,
+        &mut tar,
+    )?;
+    let (gz, diff_id, _) = tar.finish()?.into_parts();
+    let (mut buffered, blob, size) = gz.finish().map_err(FsError::Output)?.into_parts();
+    buffered.flush().map_err(FsError::Output)?;
+    drop(buffered);
+    tmp.rewind().map_err(FsError::Output)?;
+    let existed = store.blobs.contains(&blob);
+    store
+        .blobs
+        .ingest(&blob, Some(size), &mut tmp)
+        .map_err(image::images::ImageError::from)?;
+    if !existed {
+        blobs.added.push(blob.clone());
+    }
+    Ok((blob, diff_id, size))
+}
+
+/// Whether the image has `path` (its whiteouts count as absent).
+fn in_image(image: BorrowedFd, path: &str) -> bool {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(image, path, how)
+        .and_then(|fd| nix::sys::stat::fstat(&fd))
+        .is_ok_and(|st| !super::walk::is_whiteout(&st))
+}
+
+/// A stub directory counts only while empty (see `diff`).
+fn stub_empty(upper: BorrowedFd, path: &str, st: &nix::sys::stat::FileStat) -> bool {
+    if !super::resolve::is_dir(st) {
+        return true;
+    }
+    super::resolve::open_dir(upper, Path::new(path))
+        .and_then(|fd| super::walk::list_dir(fd.as_fd()))
+        .is_ok_and(|n| n.is_empty())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The new image's config: the image's, with the container's settings and the changes.
+fn new_config(
+    engine: &Engine,
+    c: &Container,
+    parent: &Value,
+    opts: &CommitOptions,
+    diff_id: &Digest,
+    created: &str,
+) -> Value {
+    let run = &c.options.run;
+    let mut cfg = parent.clone();
+    if !cfg.is_object() {
+        cfg = json!({});
+    }
+    let image_inner = parent["config"].as_object().cloned().unwrap_or_default();
+    let mut inner = image_inner.clone();
+    let list = |v: Vec<String>| if v.is_empty() { Value::Null } else { json!(v) };
+    inner.insert("Env".into(), list(engine.env(c)));
+    inner.insert("Cmd".into(), list(engine.cmd(c)));
+    inner.insert("Entrypoint".into(), list(engine.entrypoint(c)));
+    if let Some(w) = &run.workdir {
+        inner.insert("WorkingDir".into(), json!(w));
+    }
+    if let Some(u) = &run.user {
+        inner.insert("User".into(), json!(u));
+    }
+    if let Some(s) = &run.stop_signal {
+        inner.insert("StopSignal".into(), json!(s));
+    }
+    let mut labels = image_inner
+        .get("Labels")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (k, v) in &run.labels {
+        labels.insert(k.clone(), json!(v));
+    }
+    if !labels.is_empty() {
+        inner.insert("Labels".into(), Value::Object(labels));
+    }
+    let mut volumes = image_inner
+        .get("Volumes")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for m in &run.mounts {
+        if let crate::flags::MountSpec::Volume {
+            name: None, target, ..
+        } = m
+        {
+            volumes.insert(target.clone(), json!({}));
+        }
+    }
+    if !volumes.is_empty() {
+        inner.insert("Volumes".into(), Value::Object(volumes));
+    }
+    apply_changes(&mut inner, &opts.changes);
+
+    let obj = cfg.as_object_mut().expect("made an object above");
+    obj.insert("config".into(), Value::Object(inner));
+    obj.insert("created".into(), json!(created));
+    obj.insert("container".into(), json!(c.id));
+    obj.remove("container_config");
+    obj.remove("docker_version");
+    match &opts.author {
+        Some(a) => obj.insert("author".into(), json!(a)),
+        None => obj.remove("author"),
+    };
+    match &opts.message {
+        Some(m) => obj.insert("comment".into(), json!(m)),
+        None => obj.remove("comment"),
+    };
+    let mut diff_ids = obj
+        .get("rootfs")
+        .and_then(|r| r["diff_ids"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    diff_ids.push(json!(diff_id.to_string()));
+    obj.insert(
+        "rootfs".into(),
+        json!({"type": "layers", "diff_ids": diff_ids}),
+    );
+    let mut history = obj
+        .get("history")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut entry = Map::new();
+    entry.insert("created".into(), json!(created));
+    entry.insert("created_by".into(), json!(engine.cmd(c).join(" ")));
+    if let Some(a) = &opts.author {
+        entry.insert("author".into(), json!(a));
+    }
+    if let Some(m) = &opts.message {
+        entry.insert("comment".into(), json!(m));
+    }
+    history.push(Value::Object(entry));
+    obj.insert("history".into(), Value::Array(history));
+    cfg
+}
+
+/// `--change` instructions applied as a Dockerfile would: ENV replaces a variable of the
+/// same name, LABEL/EXPOSE/VOLUME add to what is there, ENTRYPOINT clears the Cmd unless a
+/// CMD is among the changes, a relative WORKDIR is taken from the current one.
+pub fn apply_changes(config: &mut Map<String, Value>, changes: &[(String, Value)]) {
+    let cmd_set = changes.iter().any(|(k, _)| k == "Cmd");
+    for (key, value) in changes {
+        match (key.as_str(), value) {
+            ("Env", Value::Array(vars)) => {
+                let mut env: Vec<Value> = config
+                    .get("Env")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for var in vars {
+                    let text = var.as_str().unwrap_or_default();
+                    let name = text.split_once('=').map_or(text, |(k, _)| k);
+                    let same = |e: &Value| {
+                        e.as_str()
+                            .is_some_and(|e| e.split_once('=').map_or(e, |(k, _)| k) == name)
+                    };
+                    match env.iter().position(same) {
+                        Some(i) => env[i] = var.clone(),
+                        None => env.push(var.clone()),
+                    }
+                }
+                config.insert("Env".into(), Value::Array(env));
+            }
+            ("Labels" | "ExposedPorts" | "Volumes", Value::Object(add)) => {
+                let mut map = config
+                    .get(key)
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                map.extend(add.clone());
+                config.insert(key.clone(), Value::Object(map));
+            }
+            ("Entrypoint", v) => {
+                config.insert(key.clone(), v.clone());
+                if !cmd_set {
+                    config.insert("Cmd".into(), Value::Null);
+                }
+            }
+            ("WorkingDir", Value::String(dir)) if !dir.starts_with('/') => {
+                let base = config
+                    .get("WorkingDir")
+                    .and_then(Value::as_str)
+                    .filter(|b| !b.is_empty())
+                    .unwrap_or("/")
+                    .to_string();
+                let joined = super::resolve::clean_abs(&format!("{base}/{dir}"));
+                config.insert(key.clone(), json!(joined));
+            }
+            _ => {
+                config.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_apply_like_a_dockerfile() {
+        let mut config = json!({
+            "Env": ["PATH=/bin", "A=1"],
+            "Cmd": ["sh"],
+            "Labels": {"a": "1"},
+            "WorkingDir": "/srv",
+        })
+        .as_object()
+        .cloned()
+        .unwrap();
+        apply_changes(
+            &mut config,
+            &[
+                ("Env".into(), json!(["A=2", "B=3"])),
+                ("Labels".into(), json!({"b": "2"})),
+                ("WorkingDir".into(), json!("app")),
+                ("Entrypoint".into(), json!(["/bin/x"])),
+            ],
+        );
+        assert_eq!(config["Env"], json!(["PATH=/bin", "A=2", "B=3"]));
+        assert_eq!(config["Labels"], json!({"a": "1", "b": "2"}));
+        assert_eq!(config["WorkingDir"], json!("/srv/app"));
+        assert_eq!(config["Cmd"], Value::Null);
+        apply_changes(
+            &mut config,
+            &[
+                ("Entrypoint".into(), json!(["/bin/y"])),
+                ("Cmd".into(), json!(["-v"])),
+            ],
+        );
+        assert_eq!(config["Cmd"], json!(["-v"]));
+        assert_eq!(config["Entrypoint"], json!(["/bin/y"]));
+    }
+}

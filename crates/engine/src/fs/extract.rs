@@ -1,0 +1,471 @@
+//! Entries written into a directory of a root, never outside the root.
+//!
+//! Each entry's name is cleaned first (`..` that would climb above the destination is
+//! refused, as Docker's `Untar` does); its parent is then opened with
+//! openat2(RESOLVE_IN_ROOT) under the root, as `<destination>/<parent>` (missing
+//! directories are made one at a time the same way), and the entry is created there with
+//! `*at` calls on its single name: O_CREAT|O_EXCL|O_NOFOLLOW, mkdirat, symlinkat, linkat
+//! (which does not follow a symlink at its target), mknodat, and fchownat, fchmodat and
+//! utimensat with AT_SYMLINK_NOFOLLOW. So neither a symlink the archive planted nor one a
+//! running container swaps in can send a write outside the root.
+//!
+//! As Docker's copy (`NoOverwriteDirNonDir`), a directory never replaces a file or the other
+//! way round; other existing files are replaced, existing directories merged.
+
+use super::resolve::{is_dir, open_in_root};
+use super::walk::{Entry, Kind, Sink};
+use super::{io_err, FsError, Result};
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::sys::stat::{
+    fchmodat, fstatat, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag,
+    UtimensatFlags,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use std::ffi::{CString, OsStr, OsString};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Whose files the extracted ones become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The uid and gid in the entry (into a container, as Docker).
+    Entry,
+    /// These (`docker cp -a` into a container that has a user).
+    Fixed(u32, u32),
+    /// Whoever runs berth (out of a container, as Docker's `NoLchown`).
+    Caller,
+}
+
+/// A [`Sink`] that creates the entries under `dest` of `root`.
+pub struct Extract<'a> {
+    root: BorrowedFd<'a>,
+    /// The destination, a path inside the root (`/` for the root itself).
+    dest: PathBuf,
+    owner: Owner,
+    /// Directory mtimes, applied last because creating children changes them.
+    dir_times: Vec<(PathBuf, i64)>,
+}
+
+impl<'a> Extract<'a> {
+    pub fn new(root: BorrowedFd<'a>, dest: &str, owner: Owner) -> Self {
+        Extract {
+            root,
+            dest: PathBuf::from(dest),
+            owner,
+            dir_times: Vec::new(),
+        }
+    }
+
+    /// Applies the directory mtimes, deepest first. Call once every entry is in.
+    pub fn finish(mut self) -> Result<()> {
+        let mut dirs = std::mem::take(&mut self.dir_times);
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (path, mtime) in dirs {
+            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
+            let parent = match open_in_root(self.root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+                // Gone since (a running container): nothing to date.
+                Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
+                other => other.map_err(io_err("opening", parent.display()))?,
+            };
+            let t = TimeSpec::new(mtime, 0);
+            match utimensat(&parent, name, &t, &t, UtimensatFlags::NoFollowSymlink) {
+                Err(Errno::ENOENT) => {}
+                other => other.map_err(io_err("setting mtime of", path.display()))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry's name as parts below `dest`, `..` applied; refused if it climbs out.
+    fn parts(&self, raw: &Path) -> Result<Vec<OsString>> {
+        clean_parts(raw.as_os_str().as_bytes()).ok_or_else(|| FsError::Breakout {
+            name: raw.display().to_string(),
+            dest: self.dest.display().to_string(),
+        })
+    }
+
+    /// Opens (making what is missing) the directory `dest/parts`.
+    fn make_dirs(&self, parts: &[OsString]) -> Result<OwnedFd> {
+        let mut path = self.dest.clone();
+        let mut fd = open_in_root(self.root, &path, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .map_err(io_err("opening", path.display()))?;
+        for part in parts {
+            path.push(part);
+            fd = match open_in_root(self.root, &path, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+                Err(Errno::ENOENT) => {
+                    match mkdirat(&fd, part.as_os_str(), Mode::from_bits_truncate(0o755)) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(io_err("creating directory", path.display())(e)),
+                    }
+                    open_in_root(self.root, &path, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                        .map_err(io_err("opening", path.display()))?
+                }
+                other => other.map_err(io_err("opening", path.display()))?,
+            };
+        }
+        Ok(fd)
+    }
+}
+
+/// The parts of a relative name after dropping empty and `.` parts and applying `..`;
+/// None if `..` climbs above the start. A leading `/` is ignored (names are relative to
+/// the destination, as in Docker's `Untar`).
+pub fn clean_parts(raw: &[u8]) -> Option<Vec<OsString>> {
+    let mut parts: Vec<OsString> = Vec::new();
+    for part in raw.split(|b| *b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop()?;
+            }
+            p => parts.push(OsStr::from_bytes(p).to_os_string()),
+        }
+    }
+    Some(parts)
+}
+
+impl Sink for Extract<'_> {
+    fn put(&mut self, e: &Entry, data: &mut dyn Read) -> Result<()> {
+        let mut parts = self.parts(&e.path)?;
+        let Some(name) = parts.pop() else {
+            // The destination itself (`./`): it exists as a directory; Docker skips it.
+            if e.kind == Kind::Dir {
+                return Ok(());
+            }
+            return Err(FsError::Invalid(format!(
+                "cannot overwrite directory {:?} with non-directory {:?}",
+                self.dest.display().to_string(),
+                self.dest.display().to_string()
+            )));
+        };
+        let full = {
+            let mut p = self.dest.clone();
+            p.extend(&parts);
+            p.push(&name);
+            p
+        };
+        let shown = full.display().to_string();
+        let parent = self.make_dirs(&parts)?;
+        let existing = match fstatat(&parent, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(st),
+            Err(Errno::ENOENT) => None,
+            Err(e) => return Err(io_err("lstat", &shown)(e)),
+        };
+        let dest = self.dest.display().to_string();
+        if let Some(st) = &existing {
+            match (is_dir(st), e.kind == Kind::Dir) {
+                (true, false) => {
+                    return Err(FsError::Invalid(format!(
+                        "cannot overwrite directory {shown:?} with non-directory {dest:?}"
+                    )))
+                }
+                (false, true) => {
+                    return Err(FsError::Invalid(format!(
+                        "cannot overwrite non-directory {shown:?} with directory {dest:?}"
+                    )))
+                }
+                (true, true) => {}
+                (false, false) => unlinkat(&parent, name.as_os_str(), UnlinkatFlags::NoRemoveDir)
+                    .map_err(io_err("replacing", &shown))?,
+            }
+        }
+        let name = name.as_os_str();
+        match &e.kind {
+            Kind::Dir => {
+                if existing.is_none() {
+                    mkdirat(&parent, name, Mode::from_bits_truncate(0o700))
+                        .map_err(io_err("creating directory", &shown))?;
+                }
+            }
+            Kind::File => write_file(parent.as_fd(), name, e.size, data, &shown)?,
+            Kind::Symlink(target) => symlinkat(target.as_os_str(), &parent, name)
+                .map_err(io_err("creating symlink", &shown))?,
+            Kind::HardLink(target) => {
+                let mut tparts = self.parts(target)?;
+                let Some(tname) = tparts.pop() else {
+                    return Err(FsError::Invalid(format!(
+                        "{shown}: hard link to a directory"
+                    )));
+                };
+                let mut tpath = self.dest.clone();
+                tpath.extend(&tparts);
+                let tparent = open_in_root(self.root, &tpath, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                    .map_err(io_err("opening", tpath.display()))?;
+                linkat(&tparent, tname.as_os_str(), &parent, name, AtFlags::empty())
+                    .map_err(io_err("creating hard link", &shown))?;
+                // A second name shares its inode's metadata; nothing more to apply.
+                return Ok(());
+            }
+            Kind::Char(ma, mi) | Kind::Block(ma, mi) => {
+                let kind = if matches!(e.kind, Kind::Char(..)) {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
+                mknodat(
+                    &parent,
+                    name,
+                    kind,
+                    Mode::from_bits_truncate(0o600),
+                    makedev(*ma, *mi),
+                )
+                .map_err(io_err("creating device", &shown))?;
+            }
+            Kind::Fifo => mknodat(
+                &parent,
+                name,
+                SFlag::S_IFIFO,
+                Mode::from_bits_truncate(0o600),
+                0,
+            )
+            .map_err(io_err("creating fifo", &shown))?,
+        }
+        self.set_meta(parent.as_fd(), name, &full, e)
+    }
+}
+
+impl Extract<'_> {
+    /// Owner first (chown clears setuid and file capabilities), then mode, xattrs, mtime
+    /// (deferred for directories).
+    fn set_meta(&mut self, parent: BorrowedFd, name: &OsStr, full: &Path, e: &Entry) -> Result<()> {
+        let shown = full.display().to_string();
+        let owner = match self.owner {
+            Owner::Entry => Some((e.uid, e.gid)),
+            Owner::Fixed(u, g) => Some((u, g)),
+            Owner::Caller => None,
+        };
+        if let Some((uid, gid)) = owner {
+            fchownat(
+                parent,
+                name,
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(io_err("setting owner of", &shown))?;
+        }
+        let symlink = matches!(e.kind, Kind::Symlink(_));
+        if !symlink {
+            fchmodat(
+                parent,
+                name,
+                Mode::from_bits_truncate(e.mode & 0o7777),
+                FchmodatFlags::NoFollowSymlink,
+            )
+            .map_err(io_err("setting mode of", &shown))?;
+        }
+        for (key, value) in &e.xattrs {
+            if key.as_bytes().starts_with(b"trusted.overlay.") {
+                continue;
+            }
+            match set_xattr(parent, name, key, value) {
+                // A file system without xattrs, or symlinks that take none (user.*).
+                Ok(()) | Err(Errno::ENOTSUP) => {}
+                Err(Errno::EPERM) if symlink => {}
+                Err(err) => return Err(io_err("setting xattrs of", &shown)(err)),
+            }
+        }
+        if e.kind == Kind::Dir {
+            self.dir_times.push((full.to_path_buf(), e.mtime));
+            return Ok(());
+        }
+        let t = TimeSpec::new(e.mtime, 0);
+        utimensat(parent, name, &t, &t, UtimensatFlags::NoFollowSymlink)
+            .map_err(io_err("setting mtime of", &shown))
+    }
+}
+
+fn write_file(
+    parent: BorrowedFd,
+    name: &OsStr,
+    size: u64,
+    data: &mut dyn Read,
+    shown: &str,
+) -> Result<()> {
+    let fd = openat(
+        parent,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(io_err("creating", shown))?;
+    let mut file = std::fs::File::from(fd);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = size;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match data.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(FsError::Archive(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{shown}: content ends early"),
+                )))
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FsError::Archive(e)),
+        };
+        file.write_all(&buf[..n])
+            .map_err(io_err("writing", shown))?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Sets an xattr on `name` in `parent` without following a symlink there (through
+/// `/proc/self/fd/PARENT/NAME`, since there is no `*at` form).
+fn set_xattr(parent: BorrowedFd, name: &OsStr, key: &CString, value: &[u8]) -> nix::Result<()> {
+    let mut path = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name.as_bytes());
+    let path = CString::new(path).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: path and key are NUL-terminated; value is a live slice whose pointer and
+    // length go together; lsetxattr only reads them.
+    let rc = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            key.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::walk::read_tar;
+    use std::os::unix::fs::MetadataExt;
+
+    fn tar_of(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, ty, link, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_entry_type(*ty);
+            h.set_size(data.len() as u64);
+            h.set_mode(if *ty == tar::EntryType::Directory {
+                0o755
+            } else {
+                0o640
+            });
+            h.set_uid(1234);
+            h.set_gid(5678);
+            h.set_mtime(1_600_000_000);
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn extract(root: &Path, dest: &str, owner: Owner, tar: &[u8]) -> Result<()> {
+        let fd = nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        let mut x = Extract::new(fd.as_fd(), dest, owner);
+        read_tar(tar, &mut x)?;
+        x.finish()
+    }
+
+    #[test]
+    fn symlinks_planted_by_the_archive_stay_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("dst")).unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let tar = tar_of(&[
+            ("up", tar::EntryType::Symlink, "../../../..", b""),
+            ("up/escape", tar::EntryType::Regular, "", b"x"),
+            ("h", tar::EntryType::Link, "up/escape", b""),
+        ]);
+        extract(&root, "/dst", Owner::Entry, &tar).unwrap();
+        // `up` resolves to the root.
+        assert_eq!(std::fs::read(root.join("escape")).unwrap(), b"x");
+        assert!(!tmp.path().join("escape").exists());
+        let h = std::fs::metadata(root.join("dst/h")).unwrap();
+        assert_eq!(
+            h.ino(),
+            std::fs::metadata(root.join("escape")).unwrap().ino()
+        );
+        assert_eq!((h.uid(), h.gid(), h.mode() & 0o777), (1234, 5678, 0o640));
+
+        // An absolute link to the host's directory: the write fails or lands inside.
+        let abs = tar_of(&[
+            (
+                "abs",
+                tar::EntryType::Symlink,
+                outside.to_str().unwrap(),
+                b"",
+            ),
+            ("abs/escape2", tar::EntryType::Regular, "", b"y"),
+        ]);
+        assert!(extract(&root, "/dst", Owner::Entry, &abs).is_err());
+        assert!(!outside.join("escape2").exists());
+        let inside = root.join(outside.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::remove_file(root.join("dst/abs")).unwrap();
+        extract(&root, "/dst", Owner::Entry, &abs).unwrap();
+        assert_eq!(std::fs::read(inside.join("escape2")).unwrap(), b"y");
+        assert!(!outside.join("escape2").exists());
+    }
+
+    #[test]
+    fn dotdot_out_of_the_destination_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("root/dst")).unwrap();
+        let tar = tar_of(&[("a/../../x", tar::EntryType::Regular, "", b"x")]);
+        let err = extract(&tmp.path().join("root"), "/dst", Owner::Entry, &tar).unwrap_err();
+        assert_eq!(err.to_string(), "\"a/../../x\" is outside of \"/dst\"");
+        assert!(!tmp.path().join("root/x").exists());
+        let tar = tar_of(&[("a/../x", tar::EntryType::Regular, "", b"x")]);
+        extract(&tmp.path().join("root"), "/dst", Owner::Caller, &tar).unwrap();
+        let x = std::fs::metadata(tmp.path().join("root/dst/x")).unwrap();
+        assert_eq!((x.uid(), x.mtime()), (0, 1_600_000_000));
+    }
+
+    #[test]
+    fn directories_and_files_do_not_replace_each_other() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(root.join("f"), "old").unwrap();
+        let err = extract(
+            &root,
+            "/",
+            Owner::Entry,
+            &tar_of(&[("d", tar::EntryType::Regular, "", b"")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot overwrite directory \"/d\" with non-directory \"/\""
+        );
+        let err = extract(
+            &root,
+            "/",
+            Owner::Entry,
+            &tar_of(&[("f/", tar::EntryType::Directory, "", b"")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot overwrite non-directory"),
+            "{err}"
+        );
+        extract(
+            &root,
+            "/",
+            Owner::Entry,
+            &tar_of(&[("f", tar::EntryType::Regular, "", b"new")]),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(root.join("f")).unwrap(), b"new");
+    }
+}
