@@ -547,7 +547,7 @@ fn parse_volume_mode(mode: &str) -> Option<VolumeMode> {
 }
 
 /// Docker's names for local volumes.
-fn valid_volume_name(name: &str) -> bool {
+pub(crate) fn valid_volume_name(name: &str) -> bool {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     first_ok
@@ -627,7 +627,7 @@ pub fn parse_volume(raw: &str) -> Result<MountSpec, FlagError> {
 
 /// Lexical clean-up of a container path (`/a//b/./` → `/a/b`), like Go's path.Clean for
 /// absolute paths; `..` is kept for the runtime to resolve inside the rootfs.
-fn clean_path(p: &str) -> String {
+pub(crate) fn clean_path(p: &str) -> String {
     let parts: Vec<&str> = p
         .split('/')
         .filter(|s| !s.is_empty() && *s != ".")
@@ -735,10 +735,19 @@ pub fn parse_mount(value: &str) -> Result<MountSpec, FlagError> {
             })
         }
         "volume" => {
-            if let Some(name) = source.as_deref().filter(|s| !s.is_empty()) {
-                if !valid_volume_name(name) {
-                    return Err(config_err(&format!("invalid volume name: {name}")));
+            match source.as_deref().filter(|s| !s.is_empty()) {
+                // The local driver's refusal, as the daemon reports it for -v too.
+                Some(name) if !valid_volume_name(name) => {
+                    return Err(invalid(format!(
+                        "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+                    )));
                 }
+                None if read_only => {
+                    return Err(config_err(
+                        "must not set ReadOnly mode when using anonymous volumes",
+                    ));
+                }
+                _ => {}
             }
             Ok(MountSpec::Volume {
                 name: source.filter(|s| !s.is_empty()),
@@ -1262,6 +1271,8 @@ mod tests {
             (parse_volume("/:/").map(drop), "invalid volume specification: '/:/': invalid mount config for type \"bind\": invalid specification: destination can't be '/'"),
             (parse_volume("x!:/y").map(drop), "create x!: \"x!\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"),
             (parse_volume("/data:rw").map(drop), "invalid volume specification: '/data:rw'"),
+            (parse_mount("src=a/b,dst=/x").map(drop), "create a/b: \"a/b\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"),
+            (parse_mount("type=volume,dst=/x,readonly").map(drop), "invalid mount config for type \"volume\": must not set ReadOnly mode when using anonymous volumes"),
             (parse_mount("type=foo,dst=/x").map(drop), "invalid mount config for type \"foo\": mount type unknown"),
             (parse_mount("type=bind,dst=/x").map(drop), "invalid mount config for type \"bind\": field Source must not be empty"),
             (parse_mount("type=volume,src=a,dst=/x,bogus=1").map(drop), "invalid argument \"type=volume,src=a,dst=/x,bogus=1\" for \"--mount\" flag: unexpected key 'bogus' in 'bogus=1'"),
