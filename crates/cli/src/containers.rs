@@ -894,7 +894,7 @@ pub fn inspect_value(engine: &Engine, c: &Container) -> Value {
                 },
             },
         },
-        "Mounts": [],
+        "Mounts": crate::volumes::container_mounts(engine, c),
         "Config": {
             "Hostname": run.hostname.clone().unwrap_or_else(|| c.id[..12].to_string()),
             "User": run.user.clone().unwrap_or_default(),
