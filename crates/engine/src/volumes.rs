@@ -933,7 +933,7 @@ fn canonical(p: &Path) -> PathBuf {
 
 fn is_mounted(path: &Path) -> bool {
     let want = canonical(path);
-    mount_points().iter().any(|m| *m == want)
+    mount_points().contains(&want)
 }
 
 /// Mount points at or below `dir`.
