@@ -754,6 +754,15 @@ fn a_tmpfs_volume_is_mounted_while_used() {
         "Total reclaimed space: 0B\n"
     );
     b.ok(&["volume", "rm", "fast"]);
+
+    // --mount makes one on the fly, anonymous here, gone with --rm; a quoted field
+    // keeps its commas.
+    let out = b.ok(&[
+        "run", "--rm", "--mount",
+        "type=volume,dst=/scratch,volume-opt=type=tmpfs,volume-opt=device=tmpfs,\"volume-opt=o=size=1m,mode=0700\",volume-label=kind=scratch",
+        "bb:1", "sh", "-c", "grep ' /scratch ' /proc/mounts | cut -d' ' -f3; stat -c %a /scratch",
+    ]);
+    assert_eq!(out, "tmpfs\n700\n");
     assert_left(&b, &[]);
 }
 
@@ -821,6 +830,23 @@ fn bad_volume_input_leaves_nothing_behind() {
                 "true",
             ],
             "container ID file found",
+        ),
+        (
+            &[
+                "run",
+                "--rm",
+                "-v",
+                "/anon",
+                "--mount",
+                "src=new3,dst=/x,volume-opt=colour=red",
+                "bb:1",
+                "true",
+            ],
+            "create new3: invalid option: \"colour\"",
+        ),
+        (
+            &["create", "--mount", "dst=/x,volume-opt=type=tmpfs", "bb:1"],
+            "missing required option: \"device\"",
         ),
     ];
     for (args, want) in cases {

@@ -32,7 +32,7 @@
 
 mod copy_up;
 
-use crate::flags::{MountSpec, RunOptions};
+use crate::flags::{MountSpec, RunOptions, VolumeOptions};
 use image::meta::rusqlite::{self, params, Connection, OptionalExtension, TransactionBehavior};
 use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{MntFlags, MsFlags};
@@ -165,6 +165,8 @@ pub struct Want {
     pub name: Option<String>,
     /// Copy the image's content into the volume if it is empty (not `nocopy`).
     pub copy: bool,
+    /// How to create the volume if it does not exist (`--mount`'s `volume-*` keys).
+    pub create: VolumeOptions,
 }
 
 /// One of a container's volume mounts, as recorded.
@@ -185,6 +187,7 @@ pub fn wanted(run: &RunOptions, image_volumes: &[String]) -> Vec<Want> {
             name,
             target,
             nocopy,
+            create,
             ..
         } = m
         {
@@ -192,6 +195,7 @@ pub fn wanted(run: &RunOptions, image_volumes: &[String]) -> Vec<Want> {
                 destination: target.clone(),
                 name: name.clone(),
                 copy: !nocopy,
+                create: create.clone(),
             });
         }
     }
@@ -203,6 +207,7 @@ pub fn wanted(run: &RunOptions, image_volumes: &[String]) -> Vec<Want> {
                 destination: dest,
                 name: None,
                 copy: true,
+                create: VolumeOptions::default(),
             });
         }
     }
@@ -595,9 +600,12 @@ impl Volumes {
         let now = crate::container::now_nanos();
         let mut created = Vec::new();
         let mut added = Vec::new();
-        let result = (|| -> rusqlite::Result<()> {
+        let db = |e| db_err(&self.db, "recording a container's volumes")(e);
+        let result = (|| -> Result<()> {
             let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
             for w in wants {
                 let have: Option<String> = tx
                     .query_row(
@@ -605,46 +613,26 @@ impl Volumes {
                         params![id, w.destination],
                         |r| r.get(0),
                     )
-                    .optional()?;
+                    .optional()
+                    .map_err(db)?;
                 if have.is_some() {
                     continue;
                 }
-                let v = match &w.name {
-                    Some(n) => Volume {
-                        name: n.clone(),
-                        driver: LOCAL.into(),
-                        created: now,
-                        labels: None,
-                        options: None,
-                        anonymous: false,
-                    },
-                    None => Volume {
-                        name: crate::names::new_id(),
-                        driver: LOCAL.into(),
-                        created: now,
-                        labels: Some(BTreeMap::from([(
-                            ANONYMOUS_LABEL.to_string(),
-                            String::new(),
-                        )])),
-                        options: None,
-                        anonymous: true,
-                    },
-                };
-                if insert_volume(&tx, &v)? {
+                let v = new_volume(w, now)?;
+                if insert_volume(&tx, &v).map_err(db)? {
                     created.push(v.name.clone());
                 }
                 tx.execute(
                     "INSERT INTO container_volumes (container, destination, volume, anonymous, populate)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![id, w.destination, v.name, w.name.is_none(), w.copy],
-                )?;
+                )
+                .map_err(db)?;
                 added.push(w.destination.clone());
             }
-            tx.commit()
+            tx.commit().map_err(db)
         })();
-        if let Err(e) = result {
-            return Err(db_err(&self.db, "recording a container's volumes")(e));
-        }
+        result?;
         let rows = self.of_container(id);
         let dirs = rows.as_ref().map_or(Ok(()), |rows| {
             rows.iter().try_for_each(|a| self.make_dirs(&a.volume))
@@ -830,6 +818,33 @@ impl Volumes {
             .map(|a| a.volume)
             .collect())
     }
+}
+
+/// The volume a container's mount creates if none of its name exists: Docker's
+/// anonymous label on anonymous ones, `--mount`'s labels and options checked as
+/// `volume create` checks them.
+fn new_volume(w: &Want, now: i64) -> Result<Volume> {
+    let name = w.name.clone().unwrap_or_else(crate::names::new_id);
+    if let Some(driver) = w.create.driver.as_ref().filter(|d| *d != LOCAL) {
+        return Err(VolumeError::UnknownDriver {
+            name,
+            driver: driver.clone(),
+        });
+    }
+    validate_options(&name, &w.create.options)?;
+    let mut labels = w.create.labels.clone();
+    if w.name.is_none() {
+        labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
+    }
+    let options = &w.create.options;
+    Ok(Volume {
+        anonymous: w.name.is_none() || labels.contains_key(ANONYMOUS_LABEL),
+        name,
+        driver: LOCAL.into(),
+        created: now,
+        labels: (!labels.is_empty()).then_some(labels),
+        options: (!options.is_empty()).then(|| options.clone()),
+    })
 }
 
 fn insert_volume(conn: &Connection, v: &Volume) -> rusqlite::Result<bool> {
@@ -1093,6 +1108,7 @@ mod tests {
             destination: dest.into(),
             name: name.map(str::to_string),
             copy: true,
+            create: VolumeOptions::default(),
         }
     }
 
@@ -1118,7 +1134,8 @@ mod tests {
                 Want {
                     destination: "/data".into(),
                     name: Some("data".into()),
-                    copy: false
+                    copy: false,
+                    create: VolumeOptions::default(),
                 },
                 want("/anon", None),
                 want("/logs", None),
@@ -1243,6 +1260,57 @@ mod tests {
             .filter(|n| n != ".lock")
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn mounts_create_volumes_with_their_options_or_nothing() {
+        let (_tmp, store, vols) = open();
+        container(&store, "c1");
+        let parse = |m: &str| {
+            wanted(
+                &RunOptions {
+                    mounts: vec![parse_mount(m).unwrap()],
+                    ..RunOptions::default()
+                },
+                &[],
+            )
+        };
+        let w = parse("dst=/f,volume-label=team=db,volume-opt=type=tmpfs,volume-opt=device=tmpfs");
+        let a = vols.attach("c1", &w).unwrap();
+        let v = vols.get(&a[0].volume).unwrap();
+        assert!(v.anonymous);
+        assert_eq!(
+            v.labels.unwrap(),
+            BTreeMap::from([
+                (ANONYMOUS_LABEL.to_string(), String::new()),
+                ("team".to_string(), "db".to_string())
+            ])
+        );
+        assert_eq!(v.options.unwrap()["type"], "tmpfs");
+        // A named volume made by a plain -v has neither labels nor options (null).
+        vols.attach("c1", &[want("/n", Some("plain"))]).unwrap();
+        let p = vols.get("plain").unwrap();
+        assert_eq!((p.labels, p.options), (None, None));
+
+        container(&store, "c2");
+        for (m, e) in [
+            (
+                "src=bad1,dst=/x,volume-opt=colour=red",
+                "create bad1: invalid option: \"colour\"",
+            ),
+            (
+                "src=bad2,dst=/x,volume-driver=nfsplug",
+                "create bad2: error looking up volume plugin nfsplug: plugin \"nfsplug\" not found",
+            ),
+        ] {
+            let w = [parse(m).remove(0), want("/anon", None)];
+            assert_eq!(vols.attach("c2", &w).unwrap_err().to_string(), e);
+        }
+        assert!(
+            vols.of_container("c2").unwrap().is_empty(),
+            "nothing recorded"
+        );
+        assert_eq!(vols.list().unwrap().len(), 2, "nothing created");
     }
 
     #[test]
