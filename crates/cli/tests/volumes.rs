@@ -863,3 +863,54 @@ fn bad_volume_input_leaves_nothing_behind() {
     b.ok(&["rm", "taken"]);
     assert_left(&b, &[]);
 }
+
+#[test]
+fn parallel_runs_share_one_new_volume_and_copy_up_once() {
+    let b = Berth::new();
+    content_image(&b);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            b.cmd(&[
+                "run",
+                "--rm",
+                "-v",
+                "together:/data",
+                "content:1",
+                "sh",
+                "-c",
+                &format!("cat /data/greeting; echo {i} > /data/n{i}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "run {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // A copy-up that raced another would fail on the files already there; one that
+        // ran after a container wrote would not have happened at all.
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\n", "run {i}");
+    }
+    let mut files: Vec<String> = std::fs::read_dir(mountpoint(&b, "together"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut want: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
+    want.extend(["greeting", "link", "sub"].map(String::from));
+    want.sort();
+    assert_eq!(files, want);
+    assert_eq!(
+        names(&b),
+        ["together"],
+        "one volume, the anonymous ones gone"
+    );
+    b.ok(&["volume", "rm", "together"]);
+    assert_left(&b, &[]);
+}

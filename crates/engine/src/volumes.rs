@@ -530,6 +530,21 @@ impl Volumes {
         Ok(Some(trash))
     }
 
+    /// Deletes what removals killed half-way left under `.removing-*`. A live removal may
+    /// be deleting its own at the same time; whoever comes second finds less to do.
+    fn clean_trash(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".removing-")
+                && mounts_under(&e.path()).is_empty()
+            {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
     /// Bytes in a volume as Docker counts them: every non-directory once (hard links
     /// counted once), symlinks by their own size.
     pub fn size(&self, name: &str) -> u64 {
@@ -555,6 +570,7 @@ impl Volumes {
     /// `docker volume prune`: unused local volumes without options, only anonymous ones
     /// unless `all`, that `keep` does not keep. Returns the names removed and their size.
     pub fn prune(&self, all: bool, keep: &dyn Fn(&Volume) -> bool) -> Result<(Vec<String>, u64)> {
+        self.clean_trash();
         let users = self.users()?;
         let mut deleted = Vec::new();
         let mut reclaimed = 0;
@@ -584,10 +600,11 @@ impl Volumes {
     /// Records the volumes container `id` mounts, creating those that do not exist (named
     /// ones under their name, anonymous ones under a random name). Destinations already
     /// recorded are kept as they are, so this is also how a container created before
-    /// volumes were recorded gets its rows. On error nothing this call made is left.
+    /// volumes were recorded gets its rows. Returns all the container's mounts (none
+    /// without `wants`). On error nothing this call made is left.
     pub fn attach(&self, id: &str, wants: &[Want]) -> Result<Vec<Attached>> {
         if wants.is_empty() {
-            return self.of_container(id);
+            return Ok(Vec::new());
         }
         for w in wants {
             if let Some(n) = &w.name {
