@@ -763,6 +763,24 @@ fn a_tmpfs_volume_is_mounted_while_used() {
         "bb:1", "sh", "-c", "grep ' /scratch ' /proc/mounts | cut -d' ' -f3; stat -c %a /scratch",
     ]);
     assert_eq!(out, "tmpfs\n700\n");
+
+    // A mount that fails fails the start, and nothing stays mounted or created.
+    b.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=ext4",
+        "-o",
+        "device=/no/such/disk",
+        "broken",
+    ]);
+    let err = fails(&b, 125, &["run", "--rm", "-v", "broken:/b", "bb:1", "true"]);
+    assert!(
+        err.contains("failed to mount local volume: mount /no/such/disk:")
+            && err.contains("No such file or directory"),
+        "{err}"
+    );
+    b.ok(&["volume", "rm", "broken"]);
     assert_left(&b, &[]);
 }
 

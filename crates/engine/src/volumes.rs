@@ -1048,12 +1048,22 @@ fn mount_local(options: &BTreeMap<String, String>, target: &Path) -> Result<()> 
     let fstype = options.get("type").map(String::as_str).unwrap_or_default();
     let o = options.get("o").map(String::as_str).unwrap_or_default();
     let (flags, propagation, data) = parse_mount_options(o);
-    let fail = |step: &str, e: nix::Error| VolumeError::Mount {
-        path: target.to_path_buf(),
-        reason: format!(
-            "mount {device}:{}, {step}data: {data}: {e}",
-            target.display()
-        ),
+    // Docker's wording: `mount DEVICE:TARGET, flags: 0x…, data: …: ERROR`.
+    let fail = |step: &str, f: MsFlags, e: nix::Error| {
+        let data = if data.is_empty() || !step.is_empty() {
+            String::new()
+        } else {
+            format!(", data: {data}")
+        };
+        VolumeError::Mount {
+            path: target.to_path_buf(),
+            reason: format!(
+                "{step}mount {device}:{}, flags: {:#x}{data}: {}",
+                target.display(),
+                f.bits(),
+                e.desc()
+            ),
+        }
     };
     if device.is_empty() {
         return Err(VolumeError::Mount {
@@ -1063,7 +1073,8 @@ fn mount_local(options: &BTreeMap<String, String>, target: &Path) -> Result<()> 
     }
     let fstype = (!fstype.is_empty() && fstype != "none").then_some(fstype);
     let data_opt = (!data.is_empty()).then_some(data.as_str());
-    nix::mount::mount(Some(device), target, fstype, flags, data_opt).map_err(|e| fail("", e))?;
+    nix::mount::mount(Some(device), target, fstype, flags, data_opt)
+        .map_err(|e| fail("", flags, e))?;
     let undo = || {
         let _ = nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW);
     };
@@ -1076,7 +1087,7 @@ fn mount_local(options: &BTreeMap<String, String>, target: &Path) -> Result<()> 
             None::<&str>,
         ) {
             undo();
-            return Err(fail("propagation, ", e));
+            return Err(fail("propagation: ", propagation, e));
         }
     }
     let bind_ro = MsFlags::MS_BIND | MsFlags::MS_RDONLY;
@@ -1085,7 +1096,7 @@ fn mount_local(options: &BTreeMap<String, String>, target: &Path) -> Result<()> 
         if let Err(e) = nix::mount::mount(None::<&str>, target, None::<&str>, remount, None::<&str>)
         {
             undo();
-            return Err(fail("read-only remount, ", e));
+            return Err(fail("read-only remount: ", remount, e));
         }
     }
     Ok(())
