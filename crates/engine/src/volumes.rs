@@ -328,13 +328,7 @@ impl Volumes {
 
     /// Serialises copy-up and mounting of one volume.
     fn lock_one(&self, name: &str) -> Result<Flock<fs::File>> {
-        let path = self.dir(name);
-        let file = fs::File::open(&path).map_err(io("opening", &path))?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| VolumeError::Io {
-            what: "locking",
-            path,
-            source: e.into(),
-        })
+        lock_dir(&self.dir(name), FlockArg::LockExclusive)
     }
 
     /// `<root>/volumes/NAME` (0701) and its `_data` (0755), as Docker makes them.
@@ -448,7 +442,7 @@ impl Volumes {
     /// `docker volume rm`: refused while any container (running or not) mounts it.
     /// With `force` a missing volume is not an error.
     pub fn remove(&self, name: &str, force: bool) -> Result<()> {
-        let _lock = self.lock_all()?;
+        let lock = self.lock_all()?;
         let trash = {
             let mut conn = self.conn();
             let tx = conn
@@ -497,10 +491,16 @@ impl Volumes {
             }
             trash
         };
-        if let Some(t) = trash {
-            fs::remove_dir_all(&t).map_err(io("removing", &t))?;
-        }
-        Ok(())
+        let Some(trash) = trash else {
+            return Ok(());
+        };
+        // Deleted outside the lock (a big volume takes a while), but marked as ours
+        // first, so clean_trash leaves it alone.
+        let mine = lock_dir(&trash, FlockArg::LockExclusive)?;
+        drop(lock);
+        let removed = fs::remove_dir_all(&trash).map_err(io("removing", &trash));
+        drop(mine);
+        removed
     }
 
     /// Unmounts a left-over mount of the volume and renames its directory to
@@ -533,15 +533,24 @@ impl Volumes {
     /// Deletes what removals killed half-way left under `.removing-*`. A live removal may
     /// be deleting its own at the same time; whoever comes second finds less to do.
     fn clean_trash(&self) {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
+        let stale: Vec<(PathBuf, Flock<fs::File>)> = {
+            let Ok(_lock) = self.lock_all() else { return };
+            let Ok(entries) = fs::read_dir(&self.dir) else {
+                return;
+            };
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".removing-"))
+                .filter(|e| mounts_under(&e.path()).is_empty())
+                // A removal in progress holds its lock: skip it.
+                .filter_map(|e| {
+                    let lock = lock_dir(&e.path(), FlockArg::LockExclusiveNonblock).ok()?;
+                    Some((e.path(), lock))
+                })
+                .collect()
         };
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".removing-")
-                && mounts_under(&e.path()).is_empty()
-            {
-                let _ = fs::remove_dir_all(e.path());
-            }
+        for (path, _lock) in stale {
+            let _ = fs::remove_dir_all(&path);
         }
     }
 
@@ -771,10 +780,10 @@ impl Volumes {
     /// Mounts a volume with options on its `_data`, unless it is mounted already.
     fn mount(&self, name: &str) -> Result<()> {
         let v = self.get(name)?;
+        // Recreated if it went missing (a crash between the row and the directory).
+        self.make_dirs(name)?;
         let Some(options) = v.options.filter(|o| !o.is_empty()) else {
-            // A plain directory; recreated if it went missing (a crash between the row
-            // and the directory).
-            return self.make_dirs(name);
+            return Ok(());
         };
         let _lock = self.lock_one(name)?;
         let data = self.mountpoint(name);
@@ -861,6 +870,16 @@ fn new_volume(w: &Want, now: i64) -> Result<Volume> {
         created: now,
         labels: (!labels.is_empty()).then_some(labels),
         options: (!options.is_empty()).then(|| options.clone()),
+    })
+}
+
+/// An flock of a directory (held by its open fd, so a rename does not lose it).
+fn lock_dir(path: &Path, how: FlockArg) -> Result<Flock<fs::File>> {
+    let file = fs::File::open(path).map_err(io("opening", path))?;
+    Flock::lock(file, how).map_err(|(_, e)| VolumeError::Io {
+        what: "locking",
+        path: path.to_path_buf(),
+        source: e.into(),
     })
 }
 
@@ -1377,6 +1396,23 @@ mod tests {
         store.delete("c1").unwrap();
         store.delete("c2").unwrap();
         vols.remove("fast", false).unwrap();
+    }
+
+    #[test]
+    fn prune_deletes_stale_removals_but_not_live_ones() {
+        let (_tmp, _store, vols) = open();
+        let stale = vols.dir.join(".removing-old-123");
+        let live = vols.dir.join(".removing-busy-456");
+        for d in [&stale, &live] {
+            fs::create_dir_all(d.join("_data/deep")).unwrap();
+        }
+        let held = lock_dir(&live, FlockArg::LockExclusive).unwrap();
+        vols.prune(true, &|_| false).unwrap();
+        assert!(!stale.exists());
+        assert!(live.exists(), "a removal in progress keeps its directory");
+        drop(held);
+        vols.prune(true, &|_| false).unwrap();
+        assert!(!live.exists());
     }
 
     #[test]
