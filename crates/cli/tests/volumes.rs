@@ -544,6 +544,25 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm_named_ones_stay() {
     b.ok(&["rm", "-v", "c1"]);
     assert_eq!(names(&b), ["keep"]);
 
+    // An anonymous volume another container mounts by name stays with rm -v; that
+    // container, having named it, does not take it with it either.
+    b.ok(&["create", "--name", "c3", "content:1"]);
+    let a3 = anonymous(&b).remove(0);
+    b.ok(&[
+        "create",
+        "--name",
+        "c4",
+        "-v",
+        &format!("{a3}:/other"),
+        "content:1",
+    ]);
+    assert_eq!(anonymous(&b).len(), 2, "c4's own /data");
+    b.ok(&["rm", "-v", "c3"]);
+    assert!(anonymous(&b).contains(&a3), "still used by c4");
+    b.ok(&["rm", "-v", "c4"]);
+    assert_eq!(anonymous(&b), [a3.clone()]);
+    b.ok(&["volume", "rm", &a3]);
+
     // Without -v they stay behind, dangling; prune takes the anonymous ones only.
     b.ok(&[
         "create",
