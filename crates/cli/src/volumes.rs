@@ -288,7 +288,7 @@ fn ls(app: &App, a: &LsArgs) -> Result<i32> {
 }
 
 /// Docker's `volume inspect` object.
-fn inspect_value(engine: &Engine, v: &Volume) -> Value {
+pub fn inspect_value(engine: &Engine, v: &Volume) -> Value {
     let secs = v.created.div_euclid(1_000_000_000);
     json!({
         "CreatedAt": image::time::format_rfc3339(secs),

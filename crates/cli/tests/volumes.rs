@@ -182,6 +182,16 @@ fn create_ls_inspect_rm_with_dockers_output() {
         ]),
         "web local\nv2 local\n"
     );
+    // docker inspect finds volumes too, after containers and images.
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{.Mountpoint}}", "web"]),
+        format!("{}\n", mountpoint(&b, "web").display())
+    );
+    assert_eq!(
+        b.ok(&["inspect", "--type", "volume", "-f", "{{.Name}}", "web"]),
+        "web\n"
+    );
+    assert_eq!(code(&b, &["inspect", "--type", "image", "web"]).0, 1);
     let (rc, out, err) = code(&b, &["volume", "inspect", "nope"]);
     assert_eq!((rc, out.as_str()), (1, "[]\n"));
     assert_eq!(
@@ -560,7 +570,7 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm_named_ones_stay() {
     b.ok(&["rm", "-v", "c3"]);
     assert!(anonymous(&b).contains(&a3), "still used by c4");
     b.ok(&["rm", "-v", "c4"]);
-    assert_eq!(anonymous(&b), [a3.clone()]);
+    assert_eq!(anonymous(&b), std::slice::from_ref(&a3));
     b.ok(&["volume", "rm", &a3]);
 
     // Without -v they stay behind, dangling; prune takes the anonymous ones only.
