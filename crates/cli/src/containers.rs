@@ -284,25 +284,47 @@ fn code(code: i32, e: impl std::fmt::Display) -> anyhow::Error {
     Exit(code, e.to_string()).into()
 }
 
-/// Parses flags and finds (or pulls) the image, then creates the container.
+/// Parses flags and finds (or pulls) the image, then creates the container. A `--cidfile`
+/// is claimed first, as docker's CLI does, so a taken one fails before anything (a volume)
+/// is created; it is removed again if the create fails.
 fn create_container(engine: &Engine, a: &RunArgs) -> Result<Container> {
     let opts = a
         .flags
         .to_options(a.image(), a.command())
         .map_err(|e| code(125, e))?;
-    let image = find_or_pull(engine, &a.flags, a.image())?;
-    let c = engine.create(opts, &image).map_err(|e| code(125, e))?;
-    if let Some(path) = &a.flags.cidfile {
-        if let Err(e) = write_cidfile(path, &c.id) {
+    let mut cidfile = match &a.flags.cidfile {
+        Some(path) => Some((path, open_cidfile(path).map_err(|e| code(125, e))?)),
+        None => None,
+    };
+    let drop_cidfile = |cidfile: &Option<(&std::path::PathBuf, std::fs::File)>| {
+        if let Some((path, _)) = cidfile {
+            let _ = std::fs::remove_file(path);
+        }
+    };
+    let created = find_or_pull(engine, &a.flags, a.image())
+        .and_then(|image| engine.create(opts, &image).map_err(|e| code(125, e)));
+    let c = match created {
+        Ok(c) => c,
+        Err(e) => {
+            drop_cidfile(&cidfile);
+            return Err(e);
+        }
+    };
+    if let Some((_, f)) = &mut cidfile {
+        if let Err(e) = f.write_all(c.id.as_bytes()) {
             let _ = engine.remove(&c, true, true);
-            return Err(code(125, e));
+            drop_cidfile(&cidfile);
+            return Err(code(
+                125,
+                format!("failed to write the container ID file: {e}"),
+            ));
         }
     }
     Ok(c)
 }
 
-fn write_cidfile(path: &std::path::Path, id: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
+fn open_cidfile(path: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
@@ -311,9 +333,7 @@ fn write_cidfile(path: &std::path::Path, id: &str) -> Result<()> {
                 anyhow::anyhow!("container ID file found, make sure the other container isn't running or delete {}", path.display())
             }
             _ => anyhow::anyhow!("failed to create the container ID file: {e}"),
-        })?;
-    f.write_all(id.as_bytes())?;
-    Ok(())
+        })
 }
 
 /// The image by name or ID; with `--pull missing` (the default) pulled if absent.
@@ -874,7 +894,7 @@ pub fn inspect_value(engine: &Engine, c: &Container) -> Value {
                 },
             },
         },
-        "Mounts": [],
+        "Mounts": crate::volumes::container_mounts(engine, c),
         "Config": {
             "Hostname": run.hostname.clone().unwrap_or_else(|| c.id[..12].to_string()),
             "User": run.user.clone().unwrap_or_default(),

@@ -58,9 +58,28 @@ pub fn render(rows: &[Map<String, Value>], fmt: &Format, default: &str) -> Resul
     }
 }
 
+/// [`render`] with some columns named otherwise than the shared header names (`volume ls`
+/// heads `.Name` with VOLUME NAME).
+pub fn render_named(
+    rows: &[Map<String, Value>],
+    fmt: &Format,
+    default: &str,
+    names: &[(&str, &str)],
+) -> Result<String> {
+    match fmt {
+        Format::Default => table_named(rows, default, names),
+        Format::Template { table: true, text } => table_named(rows, text, names),
+        _ => render(rows, fmt, default),
+    }
+}
+
 fn table(rows: &[Map<String, Value>], text: &str) -> Result<String> {
+    table_named(rows, text, &[])
+}
+
+fn table_named(rows: &[Map<String, Value>], text: &str, names: &[(&str, &str)]) -> Result<String> {
     let t = parse(text)?;
-    let header = header_of(&t);
+    let header = header_of(&t, names);
     let mut lines = vec![header];
     for r in rows {
         lines.push(eval(&t, r)?);
@@ -267,14 +286,17 @@ fn call(f: &str, v: &[Value]) -> Result<String> {
 
 /// Column headers for a table template: each field's name in docker's header style
 /// (`.CreatedSince` → CREATED, `.ID` → IMAGE ID for images is set by the caller's names).
-fn header_of(t: &[Piece]) -> String {
+fn header_of(t: &[Piece], names: &[(&str, &str)]) -> String {
     let mut out = String::new();
     for p in t {
         match p {
             Piece::Text(s) => out.push_str(s),
             Piece::Action { args, .. } => {
                 if let Some(Arg::Field(f)) = args.iter().find(|a| matches!(a, Arg::Field(_))) {
-                    out.push_str(&header_name(f));
+                    match names.iter().find(|(field, _)| field == f) {
+                        Some((_, name)) => out.push_str(name),
+                        None => out.push_str(&header_name(f)),
+                    }
                 }
             }
         }

@@ -1,5 +1,5 @@
 //! `berth inspect`: any object by name or id, as `docker inspect` finds it: a container
-//! first, then an image (`--type` narrows it).
+//! first, then an image, then a volume (`--type` narrows it).
 
 use crate::containers::{inspect_value, open_engine};
 use crate::images::{inspect_json, open_store};
@@ -15,7 +15,7 @@ pub struct InspectArgs {
     /// Display total file sizes if the type is container (not supported)
     #[arg(short, long)]
     pub size: bool,
-    /// Return JSON for specified type (container or image)
+    /// Return JSON for specified type (container, image or volume)
     #[arg(long = "type")]
     pub kind: Option<String>,
     #[arg(required = true, value_name = "NAME|ID")]
@@ -23,13 +23,14 @@ pub struct InspectArgs {
 }
 
 pub fn inspect(app: &App, a: &InspectArgs) -> Result<i32> {
-    let (containers, images) = match a.kind.as_deref() {
-        None => (true, true),
-        Some("container") => (true, false),
-        Some("image") => (false, true),
+    let (containers, images, volumes) = match a.kind.as_deref() {
+        None => (true, true, true),
+        Some("container") => (true, false, false),
+        Some("image") => (false, true, false),
+        Some("volume") => (false, false, true),
         Some(other) => bail!("\"{other}\" is not a valid value for --type"),
     };
-    let engine = if containers {
+    let engine = if containers || volumes {
         Some(open_engine(app)?)
     } else {
         None
@@ -38,7 +39,7 @@ pub fn inspect(app: &App, a: &InspectArgs) -> Result<i32> {
     let mut out = Vec::new();
     let mut missing = Vec::new();
     for name in &a.names {
-        if let Some(engine) = &engine {
+        if let Some(engine) = engine.as_ref().filter(|_| containers) {
             if let Ok(c) = engine.find(name).and_then(|c| engine.reconcile(c)) {
                 out.push(inspect_value(engine, &c));
                 continue;
@@ -47,6 +48,12 @@ pub fn inspect(app: &App, a: &InspectArgs) -> Result<i32> {
         if let Some(store) = &store {
             if let Ok(img) = store.meta.resolve(name) {
                 out.push(inspect_json(store, &img)?);
+                continue;
+            }
+        }
+        if let Some(engine) = engine.as_ref().filter(|_| volumes) {
+            if let Ok(v) = engine.volumes.get(name) {
+                out.push(crate::volumes::inspect_value(engine, &v));
                 continue;
             }
         }

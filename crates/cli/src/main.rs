@@ -15,6 +15,7 @@ mod run_flags;
 mod system;
 mod transfer;
 mod units;
+mod volumes;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -107,6 +108,9 @@ pub enum Cmd {
     Inspect(inspect::InspectArgs),
     /// Display system-wide information
     Info(info::InfoArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volumes::VolumeCmd),
 }
 
 fn main() {
@@ -153,6 +157,7 @@ fn main() {
         Cmd::System(c) => system::system(&app, c),
         Cmd::Inspect(a) => inspect::inspect(&app, a),
         Cmd::Info(a) => info::info(&app, a),
+        Cmd::Volume(c) => volumes::volume_cmd(&app, c),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,5 +1,5 @@
-//! `berth system df`: disk usage as docker prints it. Volumes and the build cache do not
-//! exist yet in berth, so those rows are zero until their issues land.
+//! `berth system df`: disk usage as docker prints it. The build cache row is zero
+//! until its issue lands.
 
 use crate::images::open_store;
 use crate::units::human_size;
@@ -70,6 +70,9 @@ fn df(app: &App, a: &DfArgs) -> Result<i32> {
             c_reclaim += size;
         }
     }
+    let engine = crate::containers::open_engine(app)?;
+    let (volumes, volumes_active, volumes_size, volumes_reclaimable) =
+        crate::volumes::disk_usage(&engine)?;
     let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
     let row = |t: &str, total: usize, active: usize, size: u64, reclaim: u64| {
         let mut m = serde_json::Map::new();
@@ -88,7 +91,13 @@ fn df(app: &App, a: &DfArgs) -> Result<i32> {
     let rows = vec![
         row("Images", images.len(), active_images, size, unused_size),
         row("Containers", containers.len(), c_active, c_size, c_reclaim),
-        row("Local Volumes", 0, 0, 0, 0),
+        row(
+            "Local Volumes",
+            volumes,
+            volumes_active,
+            volumes_size,
+            volumes_reclaimable,
+        ),
         row("Build Cache", 0, 0, 0, 0),
     ];
     let default = "{{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}";

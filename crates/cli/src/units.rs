@@ -3,6 +3,11 @@
 
 /// HumanSizeWithPrecision(size, 3): decimal units, three significant digits.
 pub fn human_size(bytes: u64) -> String {
+    human_size_with_precision(bytes, 3)
+}
+
+/// go-units HumanSizeWithPrecision: HumanSize, which the prune commands print, is 4 digits.
+pub fn human_size_with_precision(bytes: u64, digits: i32) -> String {
     const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
     let mut v = bytes as f64;
     let mut i = 0;
@@ -10,7 +15,7 @@ pub fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    format!("{}{}", significant(v, 3), UNITS[i])
+    format!("{}{}", significant(v, digits), UNITS[i])
 }
 
 /// Go's %.*g: `digits` significant digits, no trailing zeros.
@@ -66,6 +71,8 @@ mod tests {
         assert_eq!(human_size(1_000_000), "1MB");
         assert_eq!(human_size(77_800_000), "77.8MB");
         assert_eq!(human_size(1_234_567_890), "1.23GB");
+        assert_eq!(human_size_with_precision(4_261_300, 4), "4.261MB");
+        assert_eq!(human_size_with_precision(12, 4), "12B");
     }
 
     #[test]

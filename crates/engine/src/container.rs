@@ -16,9 +16,9 @@ use crate::options::{CreateOptions, LogDriver, RestartPolicy};
 use crate::spec::{build_spec, SpecContext};
 use crate::store::{Container, Exit, State, Store, StoreError};
 use crate::user::RootfsUsers;
+use crate::volumes::{self, Volumes};
 use image::digest::Digest;
 use image::images::ImageStore;
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -64,6 +64,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Image(#[from] image::images::ImageError),
+    #[error("{0}")]
+    Volume(#[from] volumes::VolumeError),
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -90,6 +92,7 @@ pub struct Engine {
     pub runroot: PathBuf,
     pub images: ImageStore,
     pub store: Store,
+    pub volumes: Volumes,
     /// The `berth-monitor` binary.
     pub monitor: PathBuf,
     /// The command (and its first arguments) the monitor runs after the container exits;
@@ -104,6 +107,7 @@ impl Engine {
     pub fn open(root: &Path, runroot: &Path, exit_command: Vec<OsString>) -> Result<Engine> {
         let images = ImageStore::open(root)?;
         let store = Store::open(root)?;
+        let volumes = Volumes::open(root)?;
         let monitor = beside_self("berth-monitor").unwrap_or_else(|| "berth-monitor".into());
         let default_runtime =
             std::env::var("BERTH_RUNTIME").unwrap_or_else(|_| "berth-runtime".into());
@@ -112,6 +116,7 @@ impl Engine {
             runroot: runroot.to_path_buf(),
             images,
             store,
+            volumes,
             monitor,
             exit_command,
             default_runtime,
@@ -189,7 +194,17 @@ impl Engine {
                 .unwrap_or(Ok(false)),
         };
         match inserted {
-            Ok(true) => Ok(c),
+            Ok(true) => {
+                let wants = volumes::wanted(&c.options.run, &self.image_volumes(image));
+                match self.volumes.attach(&c.id, &wants) {
+                    Ok(_) => Ok(c),
+                    Err(e) => {
+                        let _ = self.store.delete(&c.id);
+                        let _ = fs::remove_dir_all(&dir);
+                        Err(e.into())
+                    }
+                }
+            }
             Ok(false) => {
                 let _ = fs::remove_dir_all(&dir);
                 let holder = self.store.find(&c.name).ok().flatten().and_then(|r| r.ok());
@@ -270,7 +285,8 @@ impl Engine {
         let config: serde_json::Value = serde_json::from_slice(&config)
             .map_err(|e| EngineError::Other(format!("image {image}: config is not JSON: {e}")))?;
         let users = RootfsUsers::open(&rootfs).map_err(crate::spec::SpecError::from)?;
-        let (volumes, anonymous) = self.volumes(c, &config)?;
+        let wants = volumes::wanted(&c.options.run, &volumes::image_volumes(&config));
+        let (volumes, anonymous) = self.volumes.prepare(&c.id, &wants, &rootfs)?;
         let ctx = SpecContext {
             rootfs: rootfs.clone(),
             id: c.id.clone(),
@@ -389,41 +405,15 @@ impl Engine {
         Ok(fs::File::from(read))
     }
 
-    /// Host directories for `-v NAME:/dst` and anonymous volumes (`-v /dst`, image
-    /// VOLUMEs): `<root>/volumes/NAME/_data`, created on first use. An anonymous volume's
-    /// name is derived from the container and path, so restarts find the same one.
-    fn volumes(
-        &self,
-        c: &Container,
-        config: &serde_json::Value,
-    ) -> Result<(HashMap<String, PathBuf>, HashMap<String, PathBuf>)> {
-        let mut named = HashMap::new();
-        let mut anonymous = HashMap::new();
-        let mut anon_targets: Vec<String> = config["config"]["Volumes"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        for m in &c.options.run.mounts {
-            if let crate::flags::MountSpec::Volume { name, target, .. } = m {
-                match name {
-                    Some(n) => {
-                        named.insert(n.clone(), self.volume_dir(n)?);
-                    }
-                    None => anon_targets.push(target.clone()),
-                }
-            }
-        }
-        for target in anon_targets {
-            let name = anonymous_volume_name(&c.id, &target);
-            anonymous.insert(target, self.volume_dir(&name)?);
-        }
-        Ok((named, anonymous))
-    }
-
-    fn volume_dir(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.root.join("volumes").join(name).join("_data");
-        fs::create_dir_all(&dir).map_err(io("creating volume", &dir))?;
-        Ok(dir)
+    /// The image's VOLUMEs (empty if its config cannot be read: the start reports that).
+    fn image_volumes(&self, image: &Digest) -> Vec<String> {
+        self.images
+            .blobs
+            .read(image)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|v| volumes::image_volumes(&v))
+            .unwrap_or_default()
     }
 
     /// A start that failed before the monitor took over: unmount and record the error.
@@ -431,6 +421,7 @@ impl Engine {
         let lock = self.lock(&c.id);
         let _ = image::snapshot::unmount(&self.rootfs(&c.id));
         drop(lock);
+        let _ = self.volumes.release(&c.id);
         let _ = fs::remove_dir_all(self.state_dir(&c.id));
         let code = match e {
             EngineError::Start { exit_code, .. } => *exit_code,
@@ -722,6 +713,8 @@ impl Engine {
             let _ = fs::remove_dir_all(&gone);
         }
         self.store.set_exited(&c.id, &exit)?;
+        // Volumes with options (a tmpfs) are unmounted once no running container uses them.
+        let _ = self.volumes.release(&c.id);
         Ok(())
     }
 
@@ -763,20 +756,24 @@ impl Engine {
                 }),
             };
         }
+        let anonymous = if volumes {
+            match self.volumes.anonymous_of(&c.id) {
+                Ok(names) => names,
+                Err(e) => {
+                    let _ = self
+                        .store
+                        .transition(&c.id, &[State::Removing], State::Exited);
+                    return Err(e.into());
+                }
+            }
+        } else {
+            Vec::new()
+        };
         self.runtime_delete(&c);
         // Waits for a `cp`/`export`/`diff`/`commit` that is reading the container.
         let _lock = self.lock(&c.id).ok();
         let rootfs = self.rootfs(&c.id);
         let _ = image::snapshot::unmount(&rootfs);
-        if volumes {
-            for target in self.anonymous_targets(&c) {
-                let dir = self
-                    .root
-                    .join("volumes")
-                    .join(anonymous_volume_name(&c.id, &target));
-                let _ = fs::remove_dir_all(dir);
-            }
-        }
         let _ = fs::remove_dir_all(self.state_dir(&c.id));
         let dir = self.container_dir(&c.id);
         if let Err(e) = fs::remove_dir_all(&dir) {
@@ -788,31 +785,14 @@ impl Engine {
             }
         }
         self.store.delete(&c.id)?;
-        Ok(())
-    }
-
-    fn anonymous_targets(&self, c: &Container) -> Vec<String> {
-        let mut targets: Vec<String> = c
-            .image
-            .parse::<Digest>()
-            .ok()
-            .and_then(|d| self.images.blobs.read(&d).ok())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| {
-                v["config"]["Volumes"]
-                    .as_object()
-                    .map(|m| m.keys().cloned().collect())
-            })
-            .unwrap_or_default();
-        for m in &c.options.run.mounts {
-            if let crate::flags::MountSpec::Volume {
-                name: None, target, ..
-            } = m
-            {
-                targets.push(target.clone());
+        // As Docker: an anonymous volume another container also mounts stays.
+        for name in anonymous {
+            match self.volumes.remove(&name, true) {
+                Ok(()) | Err(volumes::VolumeError::InUse { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        targets
+        Ok(())
     }
 
     /// `docker pause` / `unpause`.
@@ -1135,12 +1115,6 @@ impl Pidfd {
 /// Docker's cgroup parent is `/docker`; ours is `/berth`.
 pub fn cgroups_path(id: &str) -> String {
     format!("/berth/{id}")
-}
-
-fn anonymous_volume_name(id: &str, target: &str) -> String {
-    Digest::sha256_of(format!("{id}:{target}").as_bytes())
-        .hex()
-        .to_string()
 }
 
 /// A runtime by name (looked up beside this binary, then in PATH) or by path.

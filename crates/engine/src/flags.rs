@@ -153,12 +153,30 @@ pub enum MountSpec {
         target: String,
         read_only: bool,
         nocopy: bool,
+        /// `--mount`'s `volume-driver`, `volume-label`, `volume-opt`: how the volume is
+        /// created if it does not exist yet.
+        #[serde(default, skip_serializing_if = "VolumeOptions::is_empty")]
+        create: VolumeOptions,
     },
     /// A tmpfs; `options` are the user's (`size=…`, `mode=…`, `exec`, …).
     Tmpfs {
         target: String,
         options: Vec<String>,
     },
+}
+
+/// What `--mount` says about a volume it creates (Docker's `VolumeOptions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeOptions {
+    pub driver: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+impl VolumeOptions {
+    pub fn is_empty(&self) -> bool {
+        self.driver.is_none() && self.labels.is_empty() && self.options.is_empty()
+    }
 }
 
 impl MountSpec {
@@ -547,7 +565,7 @@ fn parse_volume_mode(mode: &str) -> Option<VolumeMode> {
 }
 
 /// Docker's names for local volumes.
-fn valid_volume_name(name: &str) -> bool {
+pub(crate) fn valid_volume_name(name: &str) -> bool {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     first_ok
@@ -614,6 +632,7 @@ pub fn parse_volume(raw: &str) -> Result<MountSpec, FlagError> {
                 target: clean_path(target),
                 read_only: mode.read_only,
                 nocopy: mode.nocopy,
+                create: VolumeOptions::default(),
             })
         }
         None => Ok(MountSpec::Volume {
@@ -621,13 +640,14 @@ pub fn parse_volume(raw: &str) -> Result<MountSpec, FlagError> {
             target: clean_path(target),
             read_only: false,
             nocopy: false,
+            create: VolumeOptions::default(),
         }),
     }
 }
 
 /// Lexical clean-up of a container path (`/a//b/./` → `/a/b`), like Go's path.Clean for
 /// absolute paths; `..` is kept for the runtime to resolve inside the rootfs.
-fn clean_path(p: &str) -> String {
+pub(crate) fn clean_path(p: &str) -> String {
     let parts: Vec<&str> = p
         .split('/')
         .filter(|s| !s.is_empty() && *s != ".")
@@ -654,7 +674,10 @@ pub fn parse_mount(value: &str) -> Result<MountSpec, FlagError> {
     let mut nocopy = false;
     let mut tmpfs_size: Option<i64> = None;
     let mut tmpfs_mode: Option<u32> = None;
-    for field in value.split(',') {
+    let mut create = VolumeOptions::default();
+    let fields = csv_fields(value).ok_or_else(|| arg("unterminated quote".to_string()))?;
+    for field in &fields {
+        let field = field.as_str();
         let (key, val) = match field.split_once('=') {
             Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
             None => (field.to_ascii_lowercase(), None),
@@ -698,9 +721,19 @@ pub fn parse_mount(value: &str) -> Result<MountSpec, FlagError> {
                 })?;
                 tmpfs_mode = Some(m);
             }
-            // Accepted for compatibility; they only matter on Docker Desktop or with
-            // volume drivers, which berth does not have.
-            "consistency" | "volume-driver" | "volume-label" | "volume-opt" => {}
+            "volume-driver" => create.driver = val.map(str::to_string),
+            "volume-label" | "volume-opt" => {
+                let v = val.unwrap_or_default();
+                let (k, v) = v.split_once('=').unwrap_or((v, ""));
+                let map = if key == "volume-label" {
+                    &mut create.labels
+                } else {
+                    &mut create.options
+                };
+                map.insert(k.to_string(), v.to_string());
+            }
+            // Accepted for compatibility; it only matters on Docker Desktop.
+            "consistency" => {}
             _ => return Err(arg(format!("unexpected key '{key}' in '{field}'"))),
         }
     }
@@ -710,6 +743,9 @@ pub fn parse_mount(value: &str) -> Result<MountSpec, FlagError> {
         return Err(config_err(&format!(
             "invalid mount path: '{target}' mount path must be absolute"
         )));
+    }
+    if typ != "volume" && !create.is_empty() {
+        return Err(config_err("field VolumeOptions must not be specified"));
     }
     match typ.as_str() {
         "bind" => {
@@ -735,16 +771,26 @@ pub fn parse_mount(value: &str) -> Result<MountSpec, FlagError> {
             })
         }
         "volume" => {
-            if let Some(name) = source.as_deref().filter(|s| !s.is_empty()) {
-                if !valid_volume_name(name) {
-                    return Err(config_err(&format!("invalid volume name: {name}")));
+            match source.as_deref().filter(|s| !s.is_empty()) {
+                // The local driver's refusal, as the daemon reports it for -v too.
+                Some(name) if !valid_volume_name(name) => {
+                    return Err(invalid(format!(
+                        "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+                    )));
                 }
+                None if read_only => {
+                    return Err(config_err(
+                        "must not set ReadOnly mode when using anonymous volumes",
+                    ));
+                }
+                _ => {}
             }
             Ok(MountSpec::Volume {
                 name: source.filter(|s| !s.is_empty()),
                 target: clean_path(&target),
                 read_only,
                 nocopy,
+                create,
             })
         }
         "tmpfs" => {
@@ -767,6 +813,41 @@ pub fn parse_mount(value: &str) -> Result<MountSpec, FlagError> {
             })
         }
         _ => Err(config_err("mount type unknown")),
+    }
+}
+
+/// One line of CSV as Go's encoding/csv reads `--mount`: a field in double quotes may
+/// hold commas, `""` is a quote inside it. `None` for an unterminated quote.
+fn csv_fields(line: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    '"' => break,
+                    c => field.push(c),
+                }
+            }
+            // Anything after the closing quote up to the comma belongs to the field.
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                field.push(c);
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                field.push(c);
+            }
+        }
+        out.push(field);
+        if chars.next().is_none() {
+            return Some(out);
+        }
     }
 }
 
@@ -1262,10 +1343,13 @@ mod tests {
             (parse_volume("/:/").map(drop), "invalid volume specification: '/:/': invalid mount config for type \"bind\": invalid specification: destination can't be '/'"),
             (parse_volume("x!:/y").map(drop), "create x!: \"x!\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"),
             (parse_volume("/data:rw").map(drop), "invalid volume specification: '/data:rw'"),
+            (parse_mount("src=a/b,dst=/x").map(drop), "create a/b: \"a/b\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"),
+            (parse_mount("type=volume,dst=/x,readonly").map(drop), "invalid mount config for type \"volume\": must not set ReadOnly mode when using anonymous volumes"),
             (parse_mount("type=foo,dst=/x").map(drop), "invalid mount config for type \"foo\": mount type unknown"),
             (parse_mount("type=bind,dst=/x").map(drop), "invalid mount config for type \"bind\": field Source must not be empty"),
             (parse_mount("type=volume,src=a,dst=/x,bogus=1").map(drop), "invalid argument \"type=volume,src=a,dst=/x,bogus=1\" for \"--mount\" flag: unexpected key 'bogus' in 'bogus=1'"),
             (parse_mount("type=tmpfs,src=/a,dst=/x").map(drop), "invalid mount config for type \"tmpfs\": field Source must not be specified"),
+            (parse_mount("type=bind,src=/a,dst=/x,volume-opt=o=ro").map(drop), "invalid mount config for type \"bind\": field VolumeOptions must not be specified"),
             (parse_mount("dst").map(drop), "invalid argument \"dst\" for \"--mount\" flag: invalid field 'dst' must be a key=value pair"),
             (parse_tmpfs("x").map(drop), "invalid mount path: 'x' mount path must be absolute"),
             (parse_capability("foo", "CapAdd").map(drop), "invalid CapAdd: unknown capability: \"CAP_FOO\""),
@@ -1340,7 +1424,8 @@ mod tests {
                 name: Some("data".into()),
                 target: "/var/lib/x".into(),
                 read_only: false,
-                nocopy: true
+                nocopy: true,
+                create: VolumeOptions::default(),
             }
         );
         assert_eq!(
@@ -1349,7 +1434,8 @@ mod tests {
                 name: None,
                 target: "/anon".into(),
                 read_only: false,
-                nocopy: false
+                nocopy: false,
+                create: VolumeOptions::default(),
             }
         );
         assert!(parse_volume("/a:/b:z").is_ok());
@@ -1382,9 +1468,35 @@ mod tests {
                 name: Some("vol".into()),
                 target: "/v".into(),
                 read_only: false,
-                nocopy: true
+                nocopy: true,
+                create: VolumeOptions::default(),
             }
         );
+        assert_eq!(
+            parse_mount(
+                "dst=/f,volume-driver=local,volume-label=team=db,\"volume-opt=o=size=1m,mode=0700\",volume-opt=type=tmpfs"
+            )
+            .unwrap(),
+            MountSpec::Volume {
+                name: None,
+                target: "/f".into(),
+                read_only: false,
+                nocopy: false,
+                create: VolumeOptions {
+                    driver: Some("local".into()),
+                    labels: BTreeMap::from([("team".into(), "db".into())]),
+                    options: BTreeMap::from([
+                        ("o".into(), "size=1m,mode=0700".into()),
+                        ("type".into(), "tmpfs".into()),
+                    ]),
+                },
+            }
+        );
+        assert_eq!(
+            csv_fields("a,\"b,\"\"c\"\"\",,d").unwrap(),
+            ["a", "b,\"c\"", "", "d"]
+        );
+        assert!(csv_fields("a,\"b").is_none());
         assert_eq!(
             parse_tmpfs("/run:rw,size=65536k,exec").unwrap(),
             MountSpec::Tmpfs {

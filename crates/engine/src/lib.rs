@@ -11,6 +11,8 @@
 //! - [`seccomp`] — Docker's default profile (shipped as JSON) and the conversion of
 //!   Docker-format profiles into the OCI form for a container's capabilities.
 //! - [`fs`] — a container's files from the host: `diff`, `export`, `cp`, `commit`.
+//! - [`volumes`] — Docker's local volumes: the `volumes` table, mounts of volumes with
+//!   options, and copy-up of image content into empty volumes.
 
 pub mod attach;
 pub mod container;
@@ -25,6 +27,7 @@ pub mod seccomp;
 pub mod spec;
 pub mod store;
 pub mod user;
+pub mod volumes;
 
 pub use flags::{FlagError, RunOptions};
 pub use options::{CreateOptions, HealthCheck, LogDriver, RestartPolicy};

@@ -822,8 +822,17 @@ fn mounts(
         .iter()
         .map(|m| user_mount(m, ctx))
         .collect::<Result<_, _>>()?;
-    // Image VOLUMEs not covered by a user mount become anonymous volumes.
-    for dest in image.volumes.iter().flatten().map(|(d, _)| d) {
+    // Image VOLUMEs not covered by a user mount become anonymous volumes (`/data/` and
+    // `/data` are one).
+    let mut image_dests: Vec<String> = image
+        .volumes
+        .iter()
+        .flatten()
+        .map(|(d, _)| crate::flags::clean_path(d))
+        .collect();
+    image_dests.sort();
+    image_dests.dedup();
+    for dest in &image_dests {
         if !taken(dest) {
             let host = ctx
                 .anonymous_volumes
