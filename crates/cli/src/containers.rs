@@ -550,19 +550,41 @@ pub fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
     if !a.filter.is_empty() {
         bail!("--filter is not supported by container prune yet");
     }
-    let _ = a.force;
+    if !a.force
+        && !crate::volumes::confirm(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
+        )
+    {
+        return Ok(0);
+    }
     let engine = open_engine(app)?;
-    println!("Deleted Containers:");
+    let (removed, bytes) = prune_containers(&engine)?;
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for id in &removed {
+            println!("{id}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", crate::units::human_size(bytes));
+    Ok(0)
+}
+
+/// Removes every container that is not running (created or exited); their ids and the
+/// bytes their writable layers held.
+pub fn prune_containers(engine: &Engine) -> Result<(Vec<String>, u64)> {
+    let mut removed = Vec::new();
+    let mut bytes = 0;
     for c in engine.store.list()? {
         let c = engine.reconcile(c)?;
         if matches!(c.state, State::Exited | State::Created) {
+            let size = crate::system::dir_size(&engine.container_dir(&c.id).join("upper"));
             engine.remove(&c, false, false)?;
-            println!("{}", c.id);
+            bytes += size;
+            removed.push(c.id);
         }
     }
-    println!();
-    println!("Total reclaimed space: 0B");
-    Ok(0)
+    Ok((removed, bytes))
 }
 
 pub fn logs(app: &App, a: &LogsArgs) -> Result<i32> {

@@ -427,34 +427,57 @@ pub fn rmi(app: &App, a: &RmiArgs) -> Result<i32> {
 }
 
 pub fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
+    let warning = if a.all {
+        "WARNING! This will remove all images without at least one container associated to them.\nAre you sure you want to continue?"
+    } else {
+        "WARNING! This will remove all dangling images.\nAre you sure you want to continue?"
+    };
+    if !a.force && !crate::volumes::confirm(warning) {
+        return Ok(0);
+    }
+    let (lines, bytes) = prune_images(app, a.all)?;
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in &lines {
+            println!("{l}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(0)
+}
+
+/// Removes the dangling images (with `all`, every image no container uses) and collects
+/// what they held: docker's `untagged:`/`deleted:` lines and the bytes of the blobs freed.
+pub fn prune_images(app: &App, all: bool) -> Result<(Vec<String>, u64)> {
     let store = open_store(app)?;
     let users = image_users(app)?;
+    let before = store.meta.referenced_blobs()?;
+    let sizes: HashMap<Digest, u64> = before
+        .iter()
+        .map(|d| (d.clone(), store.blobs.size(d).unwrap_or(0)))
+        .collect();
     let mut lines = Vec::new();
     for img in store.meta.list()? {
-        // -a: every image no container uses; else only the dangling ones.
         let used = users.contains_key(&img.id.to_string());
-        if (img.tags.is_empty() || a.all) && !used && !crate::mounts::mounted_image(app, &img.id) {
-            let name = img.id.to_string();
-            match store.remove(&name, true) {
-                Ok(l) => lines.extend(l),
+        if (img.tags.is_empty() || all) && !used && !crate::mounts::mounted_image(app, &img.id) {
+            match store.remove(&img.id.to_string(), true) {
+                Ok(l) => lines.extend(l.into_iter().map(|l| {
+                    l.replacen("Untagged: ", "untagged: ", 1)
+                        .replacen("Deleted: ", "deleted: ", 1)
+                })),
                 Err(e) => eprintln!("Error: {e}"),
             }
         }
     }
-    let report = store.gc()?;
-    if !lines.is_empty() {
-        println!("Deleted Images:");
-        for l in &lines {
-            println!(
-                "{}",
-                l.replacen("Untagged: ", "untagged: ", 1)
-                    .replacen("Deleted: ", "deleted: ", 1)
-            );
-        }
-        println!();
-    }
-    println!("Total reclaimed space: {}", human_size(report.blob_bytes));
-    Ok(0)
+    store.gc()?;
+    let after = store.meta.referenced_blobs()?;
+    let bytes = sizes
+        .iter()
+        .filter(|(d, _)| !after.contains(*d))
+        .map(|(_, n)| n)
+        .sum();
+    Ok((lines, bytes))
 }
 
 pub fn tag(app: &App, a: &TagArgs) -> Result<i32> {

@@ -12,6 +12,21 @@ use std::collections::HashSet;
 pub enum SystemCmd {
     /// Show docker disk usage
     Df(DfArgs),
+    /// Remove unused data
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Remove all unused images not just dangling ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+    /// Prune anonymous volumes
+    #[arg(long)]
+    pub volumes: bool,
 }
 
 #[derive(Args)]
@@ -24,6 +39,52 @@ pub struct DfArgs {
 pub fn system(app: &App, c: &SystemCmd) -> Result<i32> {
     match c {
         SystemCmd::Df(a) => df(app, a),
+        SystemCmd::Prune(a) => prune(app, a),
+    }
+}
+
+/// `docker system prune`: stopped containers, then (anonymous) volumes no container uses,
+/// then dangling (with `-a`, unused) images; networks and build cache when they exist.
+fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
+    if !a.force {
+        let mut warning = String::from("WARNING! This will remove:\n  - all stopped containers\n");
+        if a.volumes {
+            warning += "  - all anonymous volumes not used by at least one container\n";
+        }
+        warning += if a.all {
+            "  - all images without at least one container associated to them\n"
+        } else {
+            "  - all dangling images\n"
+        };
+        warning += "\nAre you sure you want to continue?";
+        if !crate::volumes::confirm(&warning) {
+            return Ok(0);
+        }
+    }
+    let engine = crate::containers::open_engine(app)?;
+    let mut total = 0;
+    let (containers, bytes) = crate::containers::prune_containers(&engine)?;
+    total += bytes;
+    section("Deleted Containers:", &containers);
+    if a.volumes {
+        let (volumes, bytes) = crate::volumes::prune_volumes(&engine, false, &[])?;
+        total += bytes;
+        section("Deleted Volumes:", &volumes);
+    }
+    let (images, bytes) = crate::images::prune_images(app, a.all)?;
+    total += bytes;
+    section("Deleted Images:", &images);
+    println!("Total reclaimed space: {}", human_size(total));
+    Ok(0)
+}
+
+fn section(title: &str, lines: &[String]) {
+    if !lines.is_empty() {
+        println!("{title}");
+        for l in lines {
+            println!("{l}");
+        }
+        println!();
     }
 }
 
@@ -112,7 +173,7 @@ fn df(app: &App, a: &DfArgs) -> Result<i32> {
 
 /// Bytes of the regular files under `dir` (each hard-linked inode once), without
 /// following symlinks; what cannot be read counts as empty.
-fn dir_size(dir: &std::path::Path) -> u64 {
+pub fn dir_size(dir: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut seen = HashSet::new();
     let mut total = 0;

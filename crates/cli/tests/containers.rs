@@ -695,3 +695,50 @@ fn info_reports_the_store() {
     b.ok(&["container", "prune", "-f"]);
     b.assert_nothing_left();
 }
+
+/// `system prune`: stopped containers, their anonymous volumes (with --volumes) and
+/// dangling images go, with what they held counted; a running container and its image stay.
+#[test]
+fn system_prune_removes_what_nothing_uses() {
+    let b = Berth::with_busybox();
+    let running = b.ok(&["run", "-d", "bb:1", "sleep", "100"]);
+    let stopped = b.ok(&[
+        "run",
+        "-v",
+        "/data",
+        "bb:1",
+        "sh",
+        "-c",
+        "head -c 200000 /dev/zero > /big",
+    ]);
+    assert!(stopped.is_empty());
+    let stopped = b.ok(&["ps", "-aq", "--no-trunc", "--filter", "status=exited"]);
+    let stopped = stopped.trim();
+    // A dangling image: bb:1 moves to a new import.
+    let old = b.image_id("bb:1");
+    let tar = b.rootfs_tar();
+    b.ok(&["import", tar.to_str().unwrap(), "other:1"]);
+    b.ok(&["tag", "other:1", "bb:2"]);
+    b.ok(&["rmi", "other:1"]);
+    let out = b.ok(&["system", "prune", "-f", "--volumes"]);
+    assert!(
+        out.starts_with(&format!(
+            "Deleted Containers:\n{stopped}\n\nDeleted Volumes:\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Deleted Images:"),
+        "bb:1 is tagged and used: {out}"
+    );
+    let total = out.lines().last().unwrap();
+    assert!(total.starts_with("Total reclaimed space: 2"), "{out}");
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
+    assert_eq!(b.ok(&["ps", "-aq", "--no-trunc"]).trim(), running.trim());
+    // -a: images no container uses go too (bb:2), the running one's stays.
+    let out = b.ok(&["system", "prune", "-a", "-f"]);
+    assert!(out.contains("Deleted Images:\nuntagged: bb:2\n"), "{out}");
+    assert_eq!(b.ok(&["images", "-q", "--no-trunc"]).trim(), old);
+    b.ok(&["rm", "-f", running.trim()]);
+    b.assert_nothing_left();
+}
