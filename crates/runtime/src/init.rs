@@ -33,6 +33,8 @@ pub struct Args<'a> {
     pub cgroup: &'a cgroups::Joiner,
     /// Set in the child when clone3 placed it in the cgroup2 directory already.
     pub born_in_cgroup2: bool,
+    /// `linux.seccomp`, compiled (or taken from the cache) by the runtime before the clone.
+    pub seccomp: Option<&'a seccomp::Prepared>,
 }
 
 /// Entry point in the child. Never returns.
@@ -163,8 +165,7 @@ fn run(a: &Args) -> Result<std::convert::Infallible> {
 
     let nnp = process.no_new_privileges() == Some(true);
     let mut late_filter = None;
-    if let Some(sc) = linux.and_then(|l| l.seccomp().as_ref()) {
-        let f = seccomp::compile(sc)?;
+    if let Some(f) = a.seccomp {
         if nnp && !f.needs_notify() {
             late_filter = Some(f);
         } else {

@@ -145,8 +145,15 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
     }
     join_before_clone(&plan, linux)?;
 
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(|sc| crate::seccomp::prepare(sc, Some(&root.join(crate::seccomp::CACHE_DIR))))
+        .transpose()?;
+    crate::trace::mark("seccomp ready");
     let args = init::Args {
         spec: s,
+        seccomp: seccomp.as_ref(),
         rootfs: &bundle.rootfs,
         bundle: &bundle.dir,
         chan: &child_chan,

@@ -51,8 +51,21 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32> {
         ),
         None => None,
     };
+    // The container's filter, compiled (or cached) here: the final process only loads it.
+    let filter = c
+        .stored
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(|sc| {
+            let root = c.dir.parent().unwrap_or(&c.dir);
+            seccomp::prepare(sc, Some(&root.join(seccomp::CACHE_DIR)))
+        })
+        .transpose()?;
     let (parent, child) = sync::pair()?;
     let job = Job {
+        seccomp: filter.as_ref(),
         c,
         o,
         nss: &nss,
@@ -172,6 +185,7 @@ struct Job<'a> {
     chan: &'a Channel,
     console: Option<RawFd>,
     cgroup: &'a cgroups::Joiner,
+    seccomp: Option<&'a seccomp::Prepared>,
 }
 
 impl Job<'_> {
@@ -231,8 +245,7 @@ impl Job<'_> {
         process::set_sched(p, linux)?;
         let nnp = p.no_new_privileges() == Some(true);
         let mut late = None;
-        if let Some(sc) = linux.and_then(|l| l.seccomp().as_ref()) {
-            let f = seccomp::compile(sc)?;
+        if let Some(f) = self.seccomp {
             if nnp && !f.needs_notify() {
                 late = Some(f);
             } else {
