@@ -289,7 +289,7 @@ fn env_key(e: &str) -> &str {
 
 /// Replaces variables by key or appends them; a bare `KEY` removes KEY (Docker's
 /// ReplaceOrAppendEnvValues).
-fn replace_or_append(base: &mut Vec<String>, overrides: &[String]) {
+pub(crate) fn replace_or_append(base: &mut Vec<String>, overrides: &[String]) {
     for o in overrides {
         let key = env_key(o);
         let pos = base.iter().position(|b| env_key(b) == key);
@@ -371,17 +371,27 @@ fn capabilities(opts: &RunOptions) -> Vec<String> {
     caps
 }
 
-/// The capabilities this kernel has (ALL_CAPS is ordered by number).
-fn host_capabilities() -> Vec<String> {
+/// The capabilities this kernel has (ALL_CAPS is ordered by number) that we can give:
+/// those in our own bounding set. A runtime asked for one beyond it fails in capset
+/// (EPERM), as on hosts that withhold one from root (CAP_SYS_RESOURCE on ours).
+pub(crate) fn host_capabilities() -> Vec<String> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
         .unwrap_or(ALL_CAPS.len() - 1);
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
     let mut by_number: Vec<&str> = ALL_CAPS.to_vec();
     by_number.sort_by_key(|c| cap_number(c));
     by_number
         .into_iter()
-        .filter(|c| cap_number(c) <= last)
+        .filter(|c| cap_number(c) <= last && bounding & (1 << cap_number(c)) != 0)
         .map(String::from)
         .collect()
 }
