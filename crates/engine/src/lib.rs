@@ -14,12 +14,14 @@
 pub mod attach;
 pub mod container;
 mod etc;
+pub mod exec;
 pub mod flags;
 pub mod logs;
 mod names;
 pub mod options;
 pub mod seccomp;
 pub mod spec;
+pub mod stats;
 pub mod store;
 pub mod user;
 
