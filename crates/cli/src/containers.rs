@@ -220,6 +220,8 @@ pub enum ContainerCmd {
     Inspect(InspectArgs),
     /// Remove all stopped containers
     Prune(PruneArgs),
+    #[command(flatten)]
+    Procs(crate::procs::ProcCmd),
     /// Run by a container's monitor after the container exits
     #[command(hide = true)]
     Cleanup { id: String },
@@ -242,6 +244,7 @@ pub fn container_cmd(app: &App, c: &ContainerCmd) -> Result<i32> {
         ContainerCmd::Rename(a) => rename(app, a),
         ContainerCmd::Inspect(a) => inspect(app, a),
         ContainerCmd::Prune(a) => prune(app, a),
+        ContainerCmd::Procs(c) => crate::procs::run(app, c),
         ContainerCmd::Cleanup { id } => {
             open_engine(app)?.cleanup(id)?;
             Ok(0)

@@ -4,9 +4,11 @@
 mod archives;
 mod attach;
 mod containers;
+mod exec;
 mod format;
 mod images;
 mod mounts;
+mod procs;
 mod progress;
 mod run_flags;
 mod system;
@@ -78,6 +80,8 @@ pub enum Cmd {
     Unpause(containers::NamesArgs),
     /// Rename a container
     Rename(containers::RenameArgs),
+    #[command(flatten)]
+    Procs(procs::ProcCmd),
     /// Manage containers
     #[command(subcommand)]
     Container(containers::ContainerCmd),
@@ -126,6 +130,7 @@ fn main() {
         Cmd::Pause(a) => containers::pause(&app, a, true),
         Cmd::Unpause(a) => containers::pause(&app, a, false),
         Cmd::Rename(a) => containers::rename(&app, a),
+        Cmd::Procs(c) => procs::run(&app, c),
         Cmd::Container(c) => containers::container_cmd(&app, c),
         Cmd::Pull(a) => transfer::pull(&app, a),
         Cmd::Push(a) => transfer::push(&app, a),
