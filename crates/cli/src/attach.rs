@@ -34,9 +34,12 @@ pub fn run_attached(engine: &Engine, c: &Container, sig_proxy: bool) -> Result<i
     let tty = c.options.run.tty;
     let interactive = c.options.run.interactive;
     // Blocked before any thread exists so that only the signal thread receives them.
+    // Signals we do not pass on keep their default action: SIGTERM still ends us.
     let mut set = SigSet::empty();
-    for s in PROXIED {
-        set.add(s);
+    if sig_proxy && !tty {
+        for s in PROXIED {
+            set.add(s);
+        }
     }
     set.add(Signal::SIGWINCH);
     set.thread_block()?;
@@ -175,11 +178,16 @@ pub fn attach(app: &App, a: &AttachArgs) -> Result<i32> {
         },
     };
     let stdin = !a.no_stdin && c.options.run.interactive;
+    // docker proxies signals only without a terminal (a terminal sends ^C as a key).
+    let proxy = a.sig_proxy && !tty;
 
     // Blocked before any thread exists so that only the signal thread receives them.
+    // Signals we do not pass on keep their default action: SIGTERM still ends us.
     let mut set = SigSet::empty();
-    for s in PROXIED {
-        set.add(s);
+    if proxy {
+        for s in PROXIED {
+            set.add(s);
+        }
     }
     set.add(Signal::SIGWINCH);
     set.thread_block()?;
@@ -207,7 +215,6 @@ pub fn attach(app: &App, a: &AttachArgs) -> Result<i32> {
     {
         let mut sock = sock.try_clone()?;
         let kill = engine.kill_command(&c);
-        let proxy = a.sig_proxy && !tty;
         std::thread::spawn(move || loop {
             let Ok(sig) = set.wait() else { return };
             if sig == Signal::SIGWINCH {
@@ -253,7 +260,9 @@ pub fn attach(app: &App, a: &AttachArgs) -> Result<i32> {
     }
 
     let mut reader = sock.try_clone()?;
-    let result = attach::pump_output(&mut reader, &mut std::io::stdout(), &mut std::io::stderr());
+    let mut out = Watched::new(std::io::stdout());
+    let mut err = Watched::new(std::io::stderr());
+    let result = attach::pump_output(&mut reader, &mut out, &mut err);
     drop(raw);
     if detached.load(Ordering::SeqCst) {
         eprintln!("read escape sequence");
@@ -261,9 +270,41 @@ pub fn attach(app: &App, a: &AttachArgs) -> Result<i32> {
     }
     match result {
         Ok(Some(code)) => Ok(code),
+        // Nobody reads our output any more (`attach | head`): done, as `logs` is.
+        _ if out.failed || err.failed => Ok(0),
         // Dropped by the monitor (we read too slowly) or it went away: the status comes
         // from the store once the container has exited.
         _ => exit_status(&engine, &c),
+    }
+}
+
+/// A writer that remembers that it failed, to tell our closed stdout from the monitor
+/// going away.
+struct Watched<W> {
+    inner: W,
+    failed: bool,
+}
+
+impl<W: Write> Watched<W> {
+    fn new(inner: W) -> Watched<W> {
+        Watched {
+            inner,
+            failed: false,
+        }
+    }
+}
+
+impl<W: Write> Write for Watched<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.failed |= matches!(&r, Err(e) if e.kind() != std::io::ErrorKind::Interrupted);
+        r
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.failed |= r.is_err();
+        r
     }
 }
 

@@ -771,6 +771,39 @@ fn attach_to_a_terminal_and_detach_with_ctrl_p_ctrl_q() {
     let (rc, _) = t.wait();
     assert_eq!(rc, 6);
     ok(&b, &["rm", "shell"]);
+
+    // Without stdin a terminal is not needed; output stops mattering when our reader
+    // goes, and SIGTERM (not proxied with a terminal) ends attach, not the container.
+    run_d(
+        &b,
+        "talker",
+        &["-t"],
+        &["sh", "-c", "while true; do echo talk; sleep 0.1; done"],
+    );
+    for how in ["reader gone", "SIGTERM"] {
+        let mut child = cmd(&b, &["attach", "--no-stdin", "talker"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _deadline = Deadline::new(&child);
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "talk\r\n", "{how}");
+        if how == "SIGTERM" {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let status = child.wait().unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(libc::SIGTERM), "{how}");
+        } else {
+            drop(out);
+            assert_eq!(child.wait().unwrap().code(), Some(0), "{how}");
+        }
+        assert!(ok(&b, &["ps"]).contains("talker"), "{how}: still running");
+    }
+    ok(&b, &["rm", "-f", "talker"]);
     assert_nothing_left(&b);
 }
 
