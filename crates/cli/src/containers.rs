@@ -229,6 +229,8 @@ pub enum ContainerCmd {
     Export(crate::filesystem::ExportArgs),
     /// Create a new image from a container's changes
     Commit(crate::filesystem::CommitArgs),
+    #[command(flatten)]
+    Procs(crate::procs::ProcCmd),
     /// Run by a container's monitor after the container exits
     #[command(hide = true)]
     Cleanup { id: String },
@@ -255,6 +257,7 @@ pub fn container_cmd(app: &App, c: &ContainerCmd) -> Result<i32> {
         ContainerCmd::Diff(a) => crate::filesystem::diff(app, a),
         ContainerCmd::Export(a) => crate::filesystem::export(app, a),
         ContainerCmd::Commit(a) => crate::filesystem::commit(app, a),
+        ContainerCmd::Procs(c) => crate::procs::run(app, c),
         ContainerCmd::Cleanup { id } => {
             open_engine(app)?.cleanup(id)?;
             Ok(0)

@@ -4,12 +4,14 @@
 mod archives;
 mod attach;
 mod containers;
+mod exec;
 mod filesystem;
 mod format;
 mod images;
 mod info;
 mod inspect;
 mod mounts;
+mod procs;
 mod progress;
 mod run_flags;
 mod system;
@@ -82,6 +84,8 @@ pub enum Cmd {
     Unpause(containers::NamesArgs),
     /// Rename a container
     Rename(containers::RenameArgs),
+    #[command(flatten)]
+    Procs(procs::ProcCmd),
     /// Manage containers
     #[command(subcommand)]
     Container(containers::ContainerCmd),
@@ -145,6 +149,7 @@ fn main() {
         Cmd::Pause(a) => containers::pause(&app, a, true),
         Cmd::Unpause(a) => containers::pause(&app, a, false),
         Cmd::Rename(a) => containers::rename(&app, a),
+        Cmd::Procs(c) => procs::run(&app, c),
         Cmd::Container(c) => containers::container_cmd(&app, c),
         Cmd::Cp(a) => filesystem::cp(&app, a),
         Cmd::Diff(a) => filesystem::diff(&app, a),

@@ -716,7 +716,7 @@ fn network_target(value: &str) -> Result<String, FlagError> {
 }
 
 /// Go's strconv.ParseBool, as pflag reads `--flag=VALUE`.
-fn go_bool(value: &str) -> Result<bool, String> {
+pub(crate) fn go_bool(value: &str) -> Result<bool, String> {
     match value {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),

@@ -18,6 +18,18 @@ pub fn human_size_with_precision(bytes: u64, digits: i32) -> String {
     format!("{}{}", significant(v, digits), UNITS[i])
 }
 
+/// BytesSize: binary units, four significant digits ("1.5MiB", "7.637GiB").
+pub fn bytes_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{}{}", significant(v, 4), UNITS[i])
+}
+
 /// Go's %.*g: `digits` significant digits, no trailing zeros.
 fn significant(v: f64, digits: i32) -> String {
     if v == 0.0 {
@@ -73,6 +85,15 @@ mod tests {
         assert_eq!(human_size(1_234_567_890), "1.23GB");
         assert_eq!(human_size_with_precision(4_261_300, 4), "4.261MB");
         assert_eq!(human_size_with_precision(12, 4), "12B");
+    }
+
+    #[test]
+    fn binary_sizes_like_docker() {
+        assert_eq!(bytes_size(0), "0B");
+        assert_eq!(bytes_size(1023), "1023B");
+        assert_eq!(bytes_size(1536), "1.5KiB");
+        assert_eq!(bytes_size(64 << 20), "64MiB");
+        assert_eq!(bytes_size(8_200_000_000), "7.637GiB");
     }
 
     #[test]

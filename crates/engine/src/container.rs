@@ -139,7 +139,7 @@ impl Engine {
         self.container_dir(id).join("rootfs")
     }
 
-    fn runtime_root(&self, runtime: &Path) -> PathBuf {
+    pub(crate) fn runtime_root(&self, runtime: &Path) -> PathBuf {
         let name = runtime
             .file_name()
             .map_or_else(|| "runtime".into(), |n| n.to_string_lossy().into_owned());

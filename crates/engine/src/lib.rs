@@ -17,6 +17,7 @@
 pub mod attach;
 pub mod container;
 mod etc;
+pub mod exec;
 pub mod flags;
 pub mod fs;
 pub mod health;
@@ -25,6 +26,7 @@ mod names;
 pub mod options;
 pub mod seccomp;
 pub mod spec;
+pub mod stats;
 pub mod store;
 pub mod user;
 pub mod volumes;

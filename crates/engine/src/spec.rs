@@ -289,7 +289,7 @@ fn env_key(e: &str) -> &str {
 
 /// Replaces variables by key or appends them; a bare `KEY` removes KEY (Docker's
 /// ReplaceOrAppendEnvValues).
-fn replace_or_append(base: &mut Vec<String>, overrides: &[String]) {
+pub(crate) fn replace_or_append(base: &mut Vec<String>, overrides: &[String]) {
     for o in overrides {
         let key = env_key(o);
         let pos = base.iter().position(|b| env_key(b) == key);
@@ -374,7 +374,7 @@ fn capabilities(opts: &RunOptions) -> Vec<String> {
 /// The capabilities this kernel has that our own bounding set still holds, as Docker's
 /// initCaps does: a container cannot be given more than its engine has (this machine lacks
 /// CAP_SYS_RESOURCE, and asking for it makes the runtime's capset fail with EPERM).
-fn host_capabilities() -> Vec<String> {
+pub(crate) fn host_capabilities() -> Vec<String> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())

@@ -1,6 +1,8 @@
 //! The container's terminal: the init opens a pty in the container's devpts, passes the
 //! master to the caller's --console-socket with SCM_RIGHTS (the payload is the pty's
 //! name, as runc sends it), and makes the slave its controlling terminal and stdio.
+//! `process.consoleSize` is set on the pty before anything can read it, so a program
+//! that asks for its size at once (`stty size`) never sees 0x0.
 
 use crate::error::{Context, Error, Result};
 use nix::fcntl::OFlag;
@@ -10,7 +12,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 nix::ioctl_write_int_bad!(tiocsctty, libc::TIOCSCTTY);
 
-pub fn setup_pty(socket: RawFd, uid: u32, gid: u32) -> Result<()> {
+pub fn setup_pty(socket: RawFd, process: &oci_spec::runtime::Process) -> Result<()> {
+    let (uid, gid) = (process.user().uid(), process.user().gid());
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .ctx(|| "open /dev/ptmx in the container (is /dev/pts mounted?)")?;
     nix::pty::grantpt(&master).ctx(|| "grantpt")?;
@@ -39,6 +42,21 @@ pub fn setup_pty(socket: RawFd, uid: u32, gid: u32) -> Result<()> {
         Some(nix::unistd::Uid::from_raw(uid)),
         Some(nix::unistd::Gid::from_raw(gid)),
     );
+    if let Some(size) = process.console_size() {
+        let ws = libc::winsize {
+            ws_row: u16::try_from(size.height()).unwrap_or(u16::MAX),
+            ws_col: u16::try_from(size.width()).unwrap_or(u16::MAX),
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize struct from the pointer.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+            return Err(Error::Sys {
+                context: "set the terminal's size (process.consoleSize)".into(),
+                errno: nix::errno::Errno::last(),
+            });
+        }
+    }
     let fds = [master.as_raw_fd()];
     let iov = [IoSlice::new(name.as_bytes())];
     sendmsg::<()>(

@@ -157,7 +157,7 @@ fn run(a: &Args) -> Result<std::convert::Infallible> {
         let sock = a.console_socket.ok_or_else(|| {
             Error::Other("process.terminal is true but no --console-socket was given".into())
         })?;
-        crate::console::setup_pty(sock, process.user().uid(), process.user().gid())?;
+        crate::console::setup_pty(sock, process)?;
     }
 
     process::set_rlimits(process)?;

@@ -66,6 +66,7 @@ fn console_socket_receives_a_working_pty() {
     let mut b = Bundle::new(&["sh"]);
     b.spec["process"]["terminal"] = json!(true);
     b.spec["process"]["env"] = json!(["PATH=/bin", "TERM=xterm", "PS1=$ "]);
+    b.spec["process"]["consoleSize"] = json!({"height": 33, "width": 111});
     b.write();
     let sock = b.tmp.path().join("console.sock");
     let listener = UnixListener::bind(&sock).unwrap();
@@ -78,9 +79,13 @@ fn console_socket_receives_a_working_pty() {
     });
     assert!(name.starts_with("/dev/pts/"), "{name}");
     assert!(b.rt(&["start", "tty1"]).status.success());
-    master.write_all(b"tty; echo marker-$((6*7))\n").unwrap();
+    master
+        .write_all(b"tty; stty size; echo marker-$((6*7))\n")
+        .unwrap();
     let out = read_until(&mut master, "marker-42");
     assert!(out.contains("/dev/pts/0"), "{out:?}");
+    // process.consoleSize is the terminal's size from the start.
+    assert!(out.contains("33 111"), "{out:?}");
     master.write_all(b"exit 3\n").unwrap();
     b.wait_status("tty1", "stopped");
     assert!(b.rt(&["delete", "tty1"]).status.success());

@@ -239,7 +239,7 @@ impl Job<'_> {
         nix::unistd::setsid().ctx(|| "setsid")?;
         if p.terminal() == Some(true) {
             let sock = self.console.expect("checked in exec()");
-            crate::console::setup_pty(sock, p.user().uid(), p.user().gid())?;
+            crate::console::setup_pty(sock, p)?;
         }
         process::set_rlimits(p)?;
         process::set_sched(p, linux)?;
