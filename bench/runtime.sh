@@ -6,7 +6,7 @@
 # usage: bench/runtime.sh [RUNS]     prints a markdown table
 set -uo pipefail
 cd "$(dirname "$0")/.."
-./scripts/build-runtime.sh
+cargo build --release -q -p berth-runtime
 berth=$PWD/target/release/berth-runtime
 runs=${1:-40}
 work=${PEERS_DIR:-${TMPDIR:-/tmp}/berth-peers}

@@ -36,8 +36,9 @@ fn main() {
     // For the executables only (ld applies -L to every -l wherever it appears): a test
     // harness is linked the usual, dynamic way, and static archives would break it.
     println!("cargo:rustc-link-arg-bins=-L{}", dir.display());
-    println!("cargo:rustc-link-arg-bins=-static");
-    println!("cargo:rustc-link-arg-bins=-no-pie");
+    // static-pie, not -static: these run as root (the monitor for as long as its
+    // container, reading what the container writes), so they keep ASLR of their own code.
+    println!("cargo:rustc-link-arg-bins=-static-pie");
     println!("cargo:rerun-if-changed=build.rs");
 }
 

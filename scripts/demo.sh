@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# berth's main job, no internet: build berth (runtime static, monitor, CLI), make a small
+# berth's main job, no internet: build berth (CLI, runtime, monitor, init), make a small
 # image from busybox-static with `berth import`, and run it with `berth run`, then a
 # detached container with its log, in a store of its own that is removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
-./scripts/build-runtime.sh
-cargo build --release -q -p berth-cli -p berth-monitor -p berth-init
+cargo build --release -q -p berth-cli -p berth-runtime -p berth-monitor -p berth-init
 berth="$PWD/target/release/berth"
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
 b() { "$berth" --root "$work/root" --runroot "$work/run" "$@"; }
