@@ -10,6 +10,7 @@ mod images;
 mod info;
 mod inspect;
 mod mounts;
+mod networks;
 mod progress;
 mod run_flags;
 mod system;

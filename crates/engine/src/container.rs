@@ -64,6 +64,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Image(#[from] image::images::ImageError),
+    #[error("{0}")]
+    Network(#[from] network::Error),
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -158,6 +160,7 @@ impl Engine {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         opts.run.validate(cpus)?;
         opts.run.check_bind_sources()?;
+        self.network_check(&opts.run)?;
         if let Some(name) = &opts.name {
             if !names::valid_name(name) {
                 return Err(EngineError::InvalidName(name.clone()));
@@ -261,7 +264,6 @@ impl Engine {
         }
         .map_err(image::images::ImageError::from)?;
 
-        let etc_files = etc::write(&dir, c)?;
         let config = self
             .images
             .blobs
@@ -269,6 +271,9 @@ impl Engine {
             .map_err(image::images::ImageError::from)?;
         let config: serde_json::Value = serde_json::from_slice(&config)
             .map_err(|e| EngineError::Other(format!("image {image}: config is not JSON: {e}")))?;
+        // Torn down on any error below; kept once the monitor runs.
+        let net = self.network_attach(c, &config["config"])?;
+        let etc_files = etc::write(&dir, c, net.as_ref().map(|n| n.address))?;
         let users = RootfsUsers::open(&rootfs).map_err(crate::spec::SpecError::from)?;
         let (volumes, anonymous) = self.volumes(c, &config)?;
         let ctx = SpecContext {
@@ -282,7 +287,7 @@ impl Engine {
             cgroup_namespace: cgroups::Layout::detect()
                 .map(|l| l.is_v2())
                 .unwrap_or(false),
-            network_namespace: None,
+            network_namespace: net.as_ref().map(|n| n.netns.clone()),
             init_binary: beside_self("berth-init"),
         };
         let spec = build_spec(&config["config"], &c.options.run, &ctx)?;
@@ -386,6 +391,10 @@ impl Engine {
         drop(write);
         // The monitor forks and its first process exits at once; reap it.
         let _ = child.wait();
+        // From here a failed start is undone by `undo_start`, an exit by `finish`.
+        if let Some(n) = net {
+            n.keep();
+        }
         Ok(fs::File::from(read))
     }
 
@@ -431,6 +440,7 @@ impl Engine {
         let lock = self.lock(&c.id);
         let _ = image::snapshot::unmount(&self.rootfs(&c.id));
         drop(lock);
+        self.network_detach(&c.id);
         let _ = fs::remove_dir_all(self.state_dir(&c.id));
         let code = match e {
             EngineError::Start { exit_code, .. } => *exit_code,
@@ -708,6 +718,7 @@ impl Engine {
             exit.oom_killed = cg.oom_kills().unwrap_or(0) > 0;
         }
         self.runtime_delete(c);
+        self.network_detach(&c.id);
         let _ = image::snapshot::unmount(&self.rootfs(&c.id));
         // Renamed away first: the old monitor may still unlink its sockets by relative
         // name, and a restart is about to make a new directory at this path.
@@ -764,6 +775,7 @@ impl Engine {
             };
         }
         self.runtime_delete(&c);
+        self.network_detach(&c.id);
         // Waits for a `cp`/`export`/`diff`/`commit` that is reading the container.
         let _lock = self.lock(&c.id).ok();
         let rootfs = self.rootfs(&c.id);

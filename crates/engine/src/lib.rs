@@ -20,6 +20,7 @@ pub mod fs;
 pub mod health;
 pub mod logs;
 mod names;
+mod net;
 pub mod options;
 pub mod seccomp;
 pub mod spec;
@@ -27,6 +28,8 @@ pub mod store;
 pub mod user;
 
 pub use flags::{FlagError, RunOptions};
+/// The network crate, for the CLI's port syntax and types.
+pub use network;
 pub use options::{CreateOptions, HealthCheck, LogDriver, RestartPolicy};
 pub use spec::{build_spec, EtcFiles, SpecContext, SpecError};
 pub use user::{ExecUser, RootfsUsers, StaticUsers, UserError, UserLookup};

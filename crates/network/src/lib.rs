@@ -108,12 +108,13 @@ impl Bridge {
                 path: lock_path.clone(),
                 source,
             })?;
-        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::Netns {
+        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, e)| Error::Netns {
                 what: "locking",
                 path: lock_path.clone(),
                 source: e.into(),
-            })?;
+            },
+        )?;
 
         let mut rtnl = Rtnl::open()?;
         let mut fresh = false;
@@ -136,10 +137,7 @@ impl Bridge {
                 _ => None,
             })
             .unwrap_or(1500);
-        let own = rtnl
-            .addresses()?
-            .into_iter()
-            .find(|(i, _, _)| *i == index);
+        let own = rtnl.addresses()?.into_iter().find(|(i, _, _)| *i == index);
         let (gateway, prefix) = match own {
             Some((_, addr, prefix)) => (addr, prefix),
             None => {
@@ -240,7 +238,10 @@ fn free_subnet(rtnl: &mut Rtnl) -> Result<(Ipv4Addr, u8), Error> {
         .map(|b| Ipv4Addr::new(10, b, 0, 0))
         .chain((18..=31u8).map(|b| Ipv4Addr::new(172, b, 0, 0)));
     for c in candidates {
-        if !used.iter().any(|(a, p)| overlap((u32::from(c), 16), (*a, *p))) {
+        if !used
+            .iter()
+            .any(|(a, p)| overlap((u32::from(c), 16), (*a, *p)))
+        {
             return Ok((c, 16));
         }
     }
@@ -374,6 +375,7 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
     let eth0 = inside
         .link_index("eth0")?
         .ok_or_else(|| Error::Other("eth0 is missing in the container's namespace".into()))?;
+    inside.set_up(eth0)?;
     inside.add_address(eth0, address, bridge.prefix)?;
     inside.add_default_route(eth0, bridge.gateway)?;
     if !att.ports.is_empty() {
@@ -491,10 +493,7 @@ pub fn check_ports(specs: &[PortSpec], is_stale: IsStale) -> Result<(), Error> {
         let name = format!("{}:{}", s.host_ip, lo);
         if let Some(state) = &state {
             if let Some(holder) = state.port_holder(s.proto, s.host_ip, lo)? {
-                let root = state
-                    .lease_of(&holder)?
-                    .map(|l| l.root)
-                    .unwrap_or_default();
+                let root = state.lease_of(&holder)?.map(|l| l.root).unwrap_or_default();
                 if !is_stale(&root, &holder) {
                     return Err(Error::PortAllocated(name));
                 }

@@ -219,7 +219,11 @@ pub fn publish(b: &Base, id: &str, addr: Ipv4Addr, bindings: &[PortBinding]) -> 
         batch.push(rule(
             &name,
             vec![
-                matches(json!({"meta": {"key": "l4proto"}}), "==", json!(p.proto.as_str())),
+                matches(
+                    json!({"meta": {"key": "l4proto"}}),
+                    "==",
+                    json!(p.proto.as_str()),
+                ),
                 matches(
                     json!({"payload": {"protocol": "th", "field": "dport"}}),
                     "==",
@@ -340,8 +344,8 @@ fn probe_table() -> std::io::Result<bool> {
         let n = socket.recv(&mut &mut buf[..], 0)?;
         let mut off = 0;
         while off + 16 <= n {
-            let mlen = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]])
-                as usize;
+            let mlen =
+                u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
             let mtype = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
             if mlen < 16 {
                 return Ok(found);
@@ -391,7 +395,15 @@ pub fn iptables_compat(bridge: &str) -> Result<(), Error> {
     let comment = format!("berth: {bridge} is filtered in table ip berth");
     for dir in ["-i", "-o"] {
         let spec = [
-            "FORWARD", dir, bridge, "-m", "comment", "--comment", &comment, "-j", "ACCEPT",
+            "FORWARD",
+            dir,
+            bridge,
+            "-m",
+            "comment",
+            "--comment",
+            &comment,
+            "-j",
+            "ACCEPT",
         ];
         let present = Command::new("iptables")
             .arg("-w")

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
@@ -251,9 +251,7 @@ mod tests {
         ] {
             assert_eq!(parse_publish(v).unwrap_err(), e, "{v}");
         }
-        assert!(parse_publish("[::1]:80:80")
-            .unwrap_err()
-            .contains("IPv6"));
+        assert!(parse_publish("[::1]:80:80").unwrap_err().contains("IPv6"));
     }
 
     #[test]
@@ -274,6 +272,9 @@ mod tests {
             host_port: 5353,
             container_port: 53,
         };
-        assert_eq!((b.private(), b.public()), ("53/udp".into(), "0.0.0.0:5353".into()));
+        assert_eq!(
+            (b.private(), b.public()),
+            ("53/udp".into(), "0.0.0.0:5353".into())
+        );
     }
 }

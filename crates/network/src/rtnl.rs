@@ -6,8 +6,8 @@
 
 use crate::Error;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -45,9 +45,7 @@ impl Rtnl {
     /// A socket in the calling thread's network namespace.
     pub fn open() -> Result<Rtnl, Error> {
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(nl("opening a netlink socket"))?;
-        socket
-            .bind_auto()
-            .map_err(nl("binding a netlink socket"))?;
+        socket.bind_auto().map_err(nl("binding a netlink socket"))?;
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(nl("connecting a netlink socket"))?;
@@ -79,10 +77,12 @@ impl Rtnl {
             let mut offset = 0;
             while offset < n {
                 let bytes = &rbuf[offset..n];
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
-                    .map_err(|e| Error::Netlink {
-                        what: what.to_string(),
-                        source: std::io::Error::other(e.to_string()),
+                let reply =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).map_err(|e| {
+                        Error::Netlink {
+                            what: what.to_string(),
+                            source: std::io::Error::other(e.to_string()),
+                        }
                     })?;
                 let len = reply.header.length as usize;
                 if len == 0 {
@@ -136,9 +136,7 @@ impl Rtnl {
                 RouteNetlinkMessage::NewLink(l) => Some(l),
                 _ => None,
             })),
-            Err(Error::Netlink { source, .. })
-                if source.raw_os_error() == Some(libc::ENODEV) =>
-            {
+            Err(Error::Netlink { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -169,7 +167,9 @@ impl Rtnl {
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::Mtu(mtu));
         msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
         self.request(
             &format!("creating bridge {name}"),
             RouteNetlinkMessage::NewLink(msg),
@@ -193,7 +193,7 @@ impl Rtnl {
     }
 
     /// A veth pair: `host` on this side, up, enslaved to `master`; its peer `peer` in
-    /// the namespace `netns`, up. Both get `mtu`.
+    /// the namespace `netns`, down. Both get `mtu`.
     pub fn add_veth(
         &mut self,
         host: &str,
@@ -202,9 +202,9 @@ impl Rtnl {
         netns: BorrowedFd<'_>,
         mtu: u32,
     ) -> Result<(), Error> {
+        // The peer cannot be created up: veth_open() refuses (ENOTCONN) until both
+        // ends exist, and the peer is configured first. The caller sets it up inside.
         let mut peer_msg = LinkMessage::default();
-        peer_msg.header.flags = LinkFlags::Up;
-        peer_msg.header.change_mask = LinkFlags::Up;
         peer_msg
             .attributes
             .push(LinkAttribute::IfName(peer.to_string()));
@@ -241,9 +241,7 @@ impl Rtnl {
             NLM_F_ACK,
         ) {
             Ok(_) => Ok(true),
-            Err(Error::Netlink { source, .. })
-                if source.raw_os_error() == Some(libc::ENODEV) =>
-            {
+            Err(Error::Netlink { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
                 Ok(false)
             }
             Err(e) => Err(e),
@@ -256,7 +254,8 @@ impl Rtnl {
         msg.header.family = AddressFamily::Inet;
         msg.header.prefix_len = prefix;
         msg.header.index = index;
-        msg.attributes.push(AddressAttribute::Local(IpAddr::V4(addr)));
+        msg.attributes
+            .push(AddressAttribute::Local(IpAddr::V4(addr)));
         msg.attributes
             .push(AddressAttribute::Address(IpAddr::V4(addr)));
         msg.attributes

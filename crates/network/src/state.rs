@@ -122,9 +122,9 @@ impl State {
         // Switching to WAL needs a moment alone and is not retried by the busy handler.
         let deadline = Instant::now() + BUSY_TIMEOUT;
         loop {
-            match conn.pragma_update_and_check(None, "journal_mode", "wal", |r| {
-                r.get::<_, String>(0)
-            }) {
+            match conn
+                .pragma_update_and_check(None, "journal_mode", "wal", |r| r.get::<_, String>(0))
+            {
                 Ok(_) => break,
                 Err(e) if is_busy(&e) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(5))
@@ -233,7 +233,12 @@ impl State {
     }
 
     /// The holder of a published host port that `spec` would collide with, if any.
-    pub fn port_holder(&self, proto: Proto, ip: Ipv4Addr, port: u16) -> Result<Option<String>, Error> {
+    pub fn port_holder(
+        &self,
+        proto: Proto,
+        ip: Ipv4Addr,
+        port: u16,
+    ) -> Result<Option<String>, Error> {
         port_holder(&self.conn, proto, ip, port).map_err(db(&self.path, "reading ports"))
     }
 
@@ -369,7 +374,10 @@ fn pick_port(
     };
     let usable = |port: u16| -> rusqlite::Result<Result<(), Blocked>> {
         let name = format!("{}:{}", want.host_ip, port);
-        if chosen.iter().any(|c| overlaps(c, want.proto, want.host_ip, port)) {
+        if chosen
+            .iter()
+            .any(|c| overlaps(c, want.proto, want.host_ip, port))
+        {
             return Ok(Err(Blocked::Port {
                 binding: name,
                 holder: String::new(),
@@ -495,7 +503,13 @@ mod tests {
         // /29: .1 is the gateway, .7 the broadcast: five addresses.
         assert_eq!(
             got,
-            ["10.89.0.2", "10.89.0.3", "10.89.0.4", "10.89.0.5", "10.89.0.6"]
+            [
+                "10.89.0.2",
+                "10.89.0.3",
+                "10.89.0.4",
+                "10.89.0.5",
+                "10.89.0.6"
+            ]
         );
         let who = Holder {
             id: "c5",
