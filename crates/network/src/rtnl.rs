@@ -143,6 +143,31 @@ impl Rtnl {
         }
     }
 
+    /// The names of the links enslaved to `master`.
+    pub fn ports_of(&mut self, master: u32) -> Result<Vec<String>, Error> {
+        let v = self.request(
+            "listing links",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(v.into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => {
+                    let on = l
+                        .attributes
+                        .iter()
+                        .any(|a| matches!(a, LinkAttribute::Controller(i) if *i == master));
+                    let name = l.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    });
+                    name.filter(|_| on)
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The MTU of link `index`.
     pub fn link_mtu(&mut self, index: u32) -> Result<Option<u32>, Error> {
         let mut msg = LinkMessage::default();
