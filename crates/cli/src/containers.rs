@@ -812,7 +812,10 @@ fn ps_row(engine: &Engine, c: &Container, no_trunc: bool, now: i64) -> Map<Strin
         json!(status_text(c, now, health.as_deref())),
     );
     m.insert("State".into(), json!(c.state.docker_status()));
-    m.insert("Ports".into(), json!(""));
+    m.insert(
+        "Ports".into(),
+        json!(crate::networks::ps_ports(&engine.published_ports(c))),
+    );
     m.insert("Names".into(), json!(c.name));
     m.insert("Labels".into(), json!(labels));
     m.insert("Mounts".into(), json!(""));
@@ -824,6 +827,7 @@ fn ps_row(engine: &Engine, c: &Container, no_trunc: bool, now: i64) -> Map<Strin
 fn network_name(c: &Container) -> &'static str {
     match c.options.run.network {
         engine::flags::NetworkMode::Host => "host",
+        engine::flags::NetworkMode::Default => "bridge",
         _ => "none",
     }
 }
@@ -933,9 +937,7 @@ pub fn inspect_value(engine: &Engine, c: &Container) -> Value {
             "Labels": run.labels,
             "StopSignal": run.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
         },
-        "NetworkSettings": {
-            "Networks": {},
-        },
+        "NetworkSettings": crate::networks::settings(engine, c),
     });
     if let Some(h) = engine.health_check(c) {
         v["Config"]["Healthcheck"] = json!({

@@ -11,6 +11,7 @@ mod images;
 mod info;
 mod inspect;
 mod mounts;
+mod networks;
 mod procs;
 mod progress;
 mod run_flags;

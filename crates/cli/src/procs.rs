@@ -424,7 +424,7 @@ pub fn port(app: &App, a: &PortArgs) -> Result<i32> {
         Ok(c) => c,
         Err(e) => return Ok(daemon_error(e)),
     };
-    let bindings = published(&c);
+    let bindings = engine.port_pairs(&c);
     let mut out: Vec<String> = match &a.port {
         Some(spec) => {
             let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
@@ -464,12 +464,6 @@ pub fn port(app: &App, a: &PortArgs) -> Result<i32> {
         println!("{line}");
     }
     Ok(0)
-}
-
-/// The container's published ports as (`80/tcp`, `0.0.0.0:8080`). berth has no bridge
-/// network yet and refuses `-p`, `-P` and `--expose` at create, so there are none.
-fn published(_c: &Container) -> Vec<(String, String)> {
-    Vec::new()
 }
 
 #[cfg(test)]

@@ -13,8 +13,7 @@
 //! the command), the image must be the first value of the trailing var-arg:
 //! `#[arg(value_name = "IMAGE [COMMAND] [ARG...]", required = true,
 //! trailing_var_arg = true)] args: Vec<String>`; with a separate `image: String`
-//! positional, clap still reads our flags right after the image. Flags that berth cannot honour yet (`-p`, `-P`, `--expose`) are
-//! accepted by the parser and refused by `to_options` with a sentence saying why.
+//! positional, clap still reads our flags right after the image.
 
 use clap::{ArgAction, Args};
 use engine::flags::{self, FlagError, MountSpec, NetworkMode, RunOptions, Ulimit};
@@ -246,15 +245,15 @@ pub struct RunFlags {
     /// Write the container ID to the file
     #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
     pub cidfile: Option<PathBuf>,
-    /// Publish a container's port(s) to the host (not supported yet)
+    /// Publish a container's port(s) to the host
     #[arg(short, long, allow_hyphen_values = true)]
     pub publish: Vec<String>,
-    /// Publish all exposed ports to random ports (not supported yet)
+    /// Publish all exposed ports to random ports
     #[arg(short = 'P', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", hide_default_value = true,
           value_parser = go_bool, value_name = "BOOL")]
     pub publish_all: bool,
-    /// Expose a port or a range of ports (not supported yet)
+    /// Expose a port or a range of ports
     #[arg(long, allow_hyphen_values = true)]
     pub expose: Vec<String>,
     /// Print help
@@ -298,7 +297,6 @@ impl RunFlags {
         command: &[String],
         lookup: flags::EnvLookup,
     ) -> Result<CreateOptions, FlagError> {
-        self.refuse_unsupported()?;
         let run = self.run_options(command, lookup)?;
         let restart = RestartPolicy::parse(&self.restart)?;
         let stop_timeout = self
@@ -334,25 +332,6 @@ impl RunFlags {
             attach,
             sig_proxy: self.sig_proxy,
         })
-    }
-
-    /// We do not pretend: without the bridge network there is nothing to publish.
-    fn refuse_unsupported(&self) -> Result<(), FlagError> {
-        let refuse = |what: &str| {
-            Err(FlagError::Invalid(format!(
-                "{what} needs the bridge network, which berth does not have yet"
-            )))
-        };
-        if !self.publish.is_empty() {
-            return refuse("port publishing (-p)");
-        }
-        if self.publish_all {
-            return refuse("port publishing (-P)");
-        }
-        if !self.expose.is_empty() {
-            return refuse("exposing ports (--expose)");
-        }
-        Ok(())
     }
 
     fn run_options(
@@ -448,6 +427,15 @@ impl RunFlags {
             run.dns_search.push(validate_dns_search(d)?);
         }
         run.network = self.network_mode()?;
+        for p in &self.publish {
+            run.publish
+                .extend(engine::network::parse_publish(p).map_err(FlagError::Invalid)?);
+        }
+        run.publish_all = self.publish_all;
+        for e in &self.expose {
+            run.expose
+                .extend(engine::network::parse_expose(e).map_err(FlagError::Invalid)?);
+        }
         run.ipc = flags::parse_ipc(self.ipc.as_deref().unwrap_or(""))?;
         run.pid_host = flags::parse_pid(self.pid.as_deref().unwrap_or(""))?;
         run.uts_host = flags::parse_uts(self.uts.as_deref().unwrap_or(""))?;
@@ -1201,9 +1189,9 @@ mod tests {
             (&["--stop-timeout", "ten"], "invalid argument \"ten\" for \"--stop-timeout\" flag: strconv.ParseInt: parsing \"ten\": invalid syntax"),
             (&["--stop-signal", "SIGFOO"], "Invalid signal: SIGFOO"),
             (&["--restart", "sometimes"], "invalid restart policy: unknown policy 'sometimes'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"),
-            (&["-p", "8080:80"], "port publishing (-p) needs the bridge network, which berth does not have yet"),
-            (&["-P"], "port publishing (-P) needs the bridge network, which berth does not have yet"),
-            (&["--expose", "80"], "exposing ports (--expose) needs the bridge network, which berth does not have yet"),
+            (&["-p", "8080:http"], "invalid containerPort: http"),
+            (&["-p", "8080:80/icmp"], "invalid proto: icmp"),
+            (&["--expose", "x"], "invalid range format for --expose: x"),
             (&["--dns-search", "-bad-"], "invalid argument \"-bad-\" for \"--dns-search\" flag: -bad- is not a valid domain"),
             (&["--dns-search", "1.2.3.4"], "invalid argument \"1.2.3.4\" for \"--dns-search\" flag: 1.2.3.4 is not a valid domain"),
             (&["--network", "host", "--network", "mynet"], "conflicting options: cannot attach both user-defined and non-user-defined network-modes"),

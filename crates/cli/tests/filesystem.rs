@@ -88,7 +88,9 @@ fn mounts(b: &Berth) -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
-        .filter(|l| l.contains(&tmp))
+        // A running bridge container's network namespace is pinned under the runroot
+        // (an nsfs mount): not a root filesystem.
+        .filter(|l| l.contains(&tmp) && !l.contains(" - nsfs "))
         .map(str::to_string)
         .collect()
 }

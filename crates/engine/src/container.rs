@@ -66,6 +66,8 @@ pub enum EngineError {
     Image(#[from] image::images::ImageError),
     #[error("{0}")]
     Volume(#[from] volumes::VolumeError),
+    #[error("{0}")]
+    Network(#[from] network::Error),
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -163,6 +165,7 @@ impl Engine {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         opts.run.validate(cpus)?;
         opts.run.check_bind_sources()?;
+        self.network_check(&opts.run)?;
         if let Some(name) = &opts.name {
             if !names::valid_name(name) {
                 return Err(EngineError::InvalidName(name.clone()));
@@ -276,7 +279,6 @@ impl Engine {
         }
         .map_err(image::images::ImageError::from)?;
 
-        let etc_files = etc::write(&dir, c)?;
         let config = self
             .images
             .blobs
@@ -284,6 +286,9 @@ impl Engine {
             .map_err(image::images::ImageError::from)?;
         let config: serde_json::Value = serde_json::from_slice(&config)
             .map_err(|e| EngineError::Other(format!("image {image}: config is not JSON: {e}")))?;
+        // Torn down on any error below; kept once the monitor runs.
+        let net = self.network_attach(c, &config["config"])?;
+        let etc_files = etc::write(&dir, c, net.as_ref().map(|n| n.address))?;
         let users = RootfsUsers::open(&rootfs).map_err(crate::spec::SpecError::from)?;
         let wants = volumes::wanted(&c.options.run, &volumes::image_volumes(&config));
         let (volumes, anonymous) = self.volumes.prepare(&c.id, &wants, &rootfs)?;
@@ -298,7 +303,7 @@ impl Engine {
             cgroup_namespace: cgroups::Layout::detect()
                 .map(|l| l.is_v2())
                 .unwrap_or(false),
-            network_namespace: None,
+            network_namespace: net.as_ref().map(|n| n.netns.clone()),
             init_binary: beside_self("berth-init"),
         };
         let spec = build_spec(&config["config"], &c.options.run, &ctx)?;
@@ -402,6 +407,10 @@ impl Engine {
         drop(write);
         // The monitor forks and its first process exits at once; reap it.
         let _ = child.wait();
+        // From here a failed start is undone by `undo_start`, an exit by `finish`.
+        if let Some(n) = net {
+            n.keep();
+        }
         Ok(fs::File::from(read))
     }
 
@@ -422,6 +431,7 @@ impl Engine {
         let _ = image::snapshot::unmount(&self.rootfs(&c.id));
         drop(lock);
         let _ = self.volumes.release(&c.id);
+        self.network_detach(&c.id);
         let _ = fs::remove_dir_all(self.state_dir(&c.id));
         let code = match e {
             EngineError::Start { exit_code, .. } => *exit_code,
@@ -699,6 +709,7 @@ impl Engine {
             exit.oom_killed = cg.oom_kills().unwrap_or(0) > 0;
         }
         self.runtime_delete(c);
+        self.network_detach(&c.id);
         let _ = image::snapshot::unmount(&self.rootfs(&c.id));
         // Renamed away first: the old monitor may still unlink its sockets by relative
         // name, and a restart is about to make a new directory at this path.
@@ -770,6 +781,7 @@ impl Engine {
             Vec::new()
         };
         self.runtime_delete(&c);
+        self.network_detach(&c.id);
         // Waits for a `cp`/`export`/`diff`/`commit` that is reading the container.
         let _lock = self.lock(&c.id).ok();
         let rootfs = self.rootfs(&c.id);

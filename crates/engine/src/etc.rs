@@ -5,6 +5,7 @@ use crate::container::{EngineError, Result};
 use crate::flags::NetworkMode;
 use crate::spec::EtcFiles;
 use crate::store::Container;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 const HOSTS: &str = "127.0.0.1\tlocalhost\n\
@@ -18,8 +19,9 @@ ff02::2\tip6-allrouters\n";
 /// answer inside the container's own network namespace).
 const DEFAULT_NAMESERVERS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 
-/// Writes the three files into the container's directory `dir`.
-pub fn write(dir: &Path, c: &Container) -> Result<EtcFiles> {
+/// Writes the three files into the container's directory `dir`; `address` is the
+/// container's own on the bridge, listed in /etc/hosts with its hostname as Docker does.
+pub fn write(dir: &Path, c: &Container, address: Option<Ipv4Addr>) -> Result<EtcFiles> {
     let run = &c.options.run;
     let host_net = run.network == NetworkMode::Host;
     let hostname = match (&run.hostname, host_net || run.uts_host) {
@@ -36,6 +38,9 @@ pub fn write(dir: &Path, c: &Container) -> Result<EtcFiles> {
     };
     for (name, addr) in &run.extra_hosts {
         hosts.push_str(&format!("{addr}\t{name}\n"));
+    }
+    if let Some(addr) = address {
+        hosts.push_str(&format!("{addr}\t{hostname}\n"));
     }
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = resolv_conf(

@@ -117,6 +117,15 @@ pub struct RunOptions {
     pub dns_options: Vec<String>,
     /// `--network`.
     pub network: NetworkMode,
+    /// `-p/--publish`, parsed (ranges expanded).
+    #[serde(default)]
+    pub publish: Vec<network::PortSpec>,
+    /// `-P/--publish-all`: the image's exposed ports and `--expose` on random host ports.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--expose`, parsed (ranges expanded).
+    #[serde(default)]
+    pub expose: Vec<(u16, network::Proto)>,
     /// `--oom-score-adj`.
     pub oom_score_adj: Option<i32>,
     /// `--oom-kill-disable`.
@@ -237,12 +246,12 @@ pub struct DeviceMapping {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
-    /// Not given: Docker's `bridge`, which the network module will provide.
+    /// Not given, or `bridge`: Docker's default bridge network.
     #[default]
     Default,
     None,
     Host,
-    /// `bridge`, `container:ID` or a user-defined network: not yet supported.
+    /// `container:ID` or a user-defined network: not yet supported.
     Other(String),
 }
 
@@ -1171,7 +1180,7 @@ pub fn parse_dns(value: &str) -> Result<String, FlagError> {
 /// `--network`.
 pub fn parse_network(value: &str) -> NetworkMode {
     match value {
-        "" | "default" => NetworkMode::Default,
+        "" | "default" | "bridge" => NetworkMode::Default,
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
         other => NetworkMode::Other(other.to_string()),

@@ -23,6 +23,7 @@ pub mod fs;
 pub mod health;
 pub mod logs;
 mod names;
+mod net;
 pub mod options;
 pub mod seccomp;
 pub mod spec;
@@ -32,6 +33,8 @@ pub mod user;
 pub mod volumes;
 
 pub use flags::{FlagError, RunOptions};
+/// The network crate, for the CLI's port syntax and types.
+pub use network;
 pub use options::{CreateOptions, HealthCheck, LogDriver, RestartPolicy};
 pub use spec::{build_spec, EtcFiles, SpecContext, SpecError};
 pub use user::{ExecUser, RootfsUsers, StaticUsers, UserError, UserLookup};

@@ -1,0 +1,483 @@
+//! The default bridge on real namespaces: addresses, container-to-container traffic,
+//! published TCP and UDP ports from the host, port conflicts, and teardown that leaves
+//! no veth, namespace, nftables rule or lease (after `rm -f`, `run --rm` cycles, a dead
+//! monitor, and a store that vanished).
+//!
+//! Traffic goes only to 127.0.0.1 and to addresses inside the containers' namespaces.
+//! Tests run in parallel on the shared bridge `berth0`: each uses host ports of its own
+//! (18080–18139) and never assumes it is alone on the bridge.
+
+mod support;
+
+use engine::network;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::{wait_for, Berth};
+
+/// A detached busybox httpd serving `/index.html` with `body`.
+fn httpd(b: &Berth, extra: &[&str], body: &str) -> String {
+    let script =
+        format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www");
+    let mut args = vec!["run", "-d"];
+    args.extend_from_slice(extra);
+    args.extend(["bb:1", "sh", "-c", &script]);
+    b.ok(&args).trim().to_string()
+}
+
+fn inspect(b: &Berth, id: &str, template: &str) -> String {
+    b.ok(&["inspect", "-f", template, id]).trim().to_string()
+}
+
+fn address(b: &Berth, id: &str) -> Ipv4Addr {
+    let a = inspect(b, id, "{{.NetworkSettings.IPAddress}}");
+    a.parse()
+        .unwrap_or_else(|_| panic!("no address for {id}: {a:?}"))
+}
+
+/// `GET /index.html` over HTTP/1.0; the body.
+fn http_get(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
+}
+
+fn fetch(addr: SocketAddr) -> String {
+    let mut body = String::new();
+    wait_for(&format!("http://{addr}/"), || {
+        body = http_get(addr).unwrap_or_default();
+        !body.is_empty()
+    });
+    body
+}
+
+fn nft_table() -> String {
+    let o = Command::new("nft")
+        .args(["list", "table", "ip", "berth"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn links() -> String {
+    let o = Command::new("ip").args(["-br", "link"]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Leases held by containers of this store.
+fn leases_of(b: &Berth) -> Vec<String> {
+    let state = network::state::State::open(Path::new(network::STATE_DIR)).unwrap();
+    state
+        .leases()
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.root == b.root())
+        .map(|l| l.holder)
+        .collect()
+}
+
+/// Nothing of container `id`'s network is left on the host.
+fn assert_network_gone(b: &Berth, id: &str) {
+    let short = &id[..12];
+    // The kernel deletes the veth with the container's namespace, in its own time
+    // (cleanup_net runs from a workqueue): usually gone already, allowed a moment.
+    let veth = format!("vb{short}");
+    wait_for(&format!("veth {veth} to go"), || !links().contains(&veth));
+    assert!(
+        !nft_table().contains(short),
+        "nft rules of {short} left:\n{}",
+        nft_table()
+    );
+    let state = network::state::State::open(Path::new(network::STATE_DIR)).unwrap();
+    assert!(
+        state.lease_of(id).unwrap().is_none(),
+        "lease of {short} left"
+    );
+    assert!(
+        state.ports_of(id).unwrap().is_empty(),
+        "ports of {short} left"
+    );
+    assert!(
+        !b.tmp.path().join("run/netns").join(id).exists(),
+        "netns file of {short} left"
+    );
+}
+
+fn netns_files(b: &Berth) -> Vec<String> {
+    std::fs::read_dir(b.tmp.path().join("run/netns"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn containers_get_an_address_reach_the_gateway_and_each_other() {
+    let b = Berth::with_busybox();
+    let web = httpd(&b, &[], "hello-from-web");
+    let ip = address(&b, &web);
+    let gateway: Ipv4Addr = inspect(&b, &web, "{{.NetworkSettings.Gateway}}")
+        .parse()
+        .unwrap();
+    let prefix: u8 = inspect(&b, &web, "{{.NetworkSettings.IPPrefixLen}}")
+        .parse()
+        .unwrap();
+    let mask = u32::MAX << (32 - u32::from(prefix));
+    assert_eq!(u32::from(ip) & mask, u32::from(gateway) & mask);
+
+    // A second container: eth0 in the same subnet, lo up, the default route via the
+    // gateway, the gateway answers, and the first container's httpd is reached by IP.
+    let script = format!(
+        "ip -4 -o addr show eth0; ip -o link show lo; ip route; \
+         ping -c 1 -W 2 {gateway} >/dev/null && echo gateway-ok; \
+         for i in $(seq 100); do \
+           printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80 | grep hello && break; \
+           sleep 0.1; done; \
+         grep \"$(hostname)\" /etc/hosts"
+    );
+    let out = b.ok(&["run", "--rm", "bb:1", "sh", "-c", &script]);
+    let own: Ipv4Addr = out
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no eth0 address: {out}"));
+    assert_ne!(own, ip);
+    assert_eq!(u32::from(own) & mask, u32::from(gateway) & mask, "{out}");
+    assert!(out.contains("UP"), "lo is up: {out}");
+    assert!(
+        out.contains(&format!("default via {gateway} dev eth0")),
+        "{out}"
+    );
+    assert!(out.contains("gateway-ok"), "{out}");
+    assert!(out.contains("hello-from-web"), "{out}");
+    assert!(
+        out.contains(&format!("{own}\t")),
+        "/etc/hosts has the container's own address: {out}"
+    );
+
+    // The MTU is the host's default route interface's (eth0 here) and the bridge's.
+    let mtu = b.ok(&["run", "--rm", "bb:1", "cat", "/sys/class/net/eth0/mtu"]);
+    let bridge_mtu = std::fs::read_to_string("/sys/class/net/berth0/mtu").unwrap();
+    assert_eq!(mtu.trim(), bridge_mtu.trim());
+
+    // resolv.conf: the host's resolvers without loopback ones.
+    let resolv = b.ok(&["run", "--rm", "bb:1", "cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("nameserver 127."), "{resolv}");
+
+    // `none` and `host` are as before: no eth0 of ours, no lease.
+    let none = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bb:1",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert_eq!(none.lines().count(), 1, "only lo: {none}");
+    let host = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "bb:1",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert!(host.contains("berth0"), "the host's links: {host}");
+    assert_eq!(leases_of(&b), vec![web.clone()]);
+
+    b.ok(&["rm", "-f", &web]);
+    assert_network_gone(&b, &web);
+    b.assert_nothing_left();
+}
+
+#[test]
+fn published_ports_reach_the_container_from_the_host() {
+    let b = Berth::with_busybox();
+    let web = httpd(
+        &b,
+        &["-p", "18080:80", "-p", "127.0.0.1:18081:5353/udp"],
+        "hello-published",
+    );
+    let ip = address(&b, &web);
+    // From the host through loopback (DNAT in output + route_localnet + masquerade),
+    // and straight to the container's address on the bridge.
+    assert_eq!(
+        fetch("127.0.0.1:18080".parse().unwrap()).trim(),
+        "hello-published"
+    );
+    assert_eq!(fetch(SocketAddr::from((ip, 80))).trim(), "hello-published");
+    assert_eq!(
+        inspect(&b, &web, "{{json .NetworkSettings.Ports}}"),
+        r#"{"5353/udp":[{"HostIp":"127.0.0.1","HostPort":"18081"}],"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"18080"}]}"#
+    );
+    let ps = b.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert!(ps.contains("0.0.0.0:18080->80/tcp"), "{ps}");
+    assert_eq!(
+        b.ok(&["port", &web]),
+        "5353/udp -> 127.0.0.1:18081\n80/tcp -> 0.0.0.0:18080\n"
+    );
+    assert_eq!(b.ok(&["port", &web, "80"]), "0.0.0.0:18080\n");
+
+    // UDP: a socket bound inside the container's namespace (berth's netns file) gets
+    // what the host sends to 127.0.0.1:18081, and its answer comes back.
+    let netns = std::fs::File::open(b.tmp.path().join("run/netns").join(&web)).unwrap();
+    let inside = std::thread::spawn(move || {
+        nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        UdpSocket::bind("0.0.0.0:5353").unwrap()
+    })
+    .join()
+    .unwrap();
+    inside
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.send_to(b"ping", "127.0.0.1:18081").unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = inside.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping");
+    inside.send_to(b"pong", from).unwrap();
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"pong");
+    // A socket holds its namespace: this one must not keep the container's alive.
+    drop(inside);
+
+    // -P: the image's EXPOSE on a random host port.
+    let tar = b.tmp.path().join("bb.tar");
+    b.ok(&[
+        "import",
+        "-c",
+        "CMD [\"sh\"]",
+        "-c",
+        "EXPOSE 80",
+        tar.to_str().unwrap(),
+        "bb:exposed",
+    ]);
+    let all = b
+        .ok(&[
+            "run",
+            "-d",
+            "-P",
+            "bb:exposed",
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-random > /www/index.html && exec httpd -f -p 80 -h /www",
+        ])
+        .trim()
+        .to_string();
+    let ports: serde_json::Value =
+        serde_json::from_str(&inspect(&b, &all, "{{json .NetworkSettings.Ports}}")).unwrap();
+    let port: u16 = ports["80/tcp"][0]["HostPort"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("80/tcp published: {ports}"));
+    assert!(port >= 1024);
+    assert_eq!(
+        fetch(SocketAddr::from(([127, 0, 0, 1], port))).trim(),
+        "hello-random"
+    );
+    b.ok(&["rm", "-f", &web, &all]);
+    assert_network_gone(&b, &web);
+    assert_network_gone(&b, &all);
+    b.assert_nothing_left();
+}
+
+#[test]
+fn a_host_port_in_use_fails_in_one_line_and_leaves_nothing() {
+    let b = Berth::with_busybox();
+    let first = httpd(&b, &["-p", "18090:80"], "first");
+    for args in [
+        vec!["run", "-d", "-p", "18090:80", "bb:1", "true"],
+        vec!["run", "--rm", "-p", "127.0.0.1:18090:8080", "bb:1", "true"],
+        vec!["create", "-p", "18090:80", "bb:1"],
+    ] {
+        let (rc, out, err) = b.code(&args);
+        assert_eq!(rc, 125, "{args:?}: {err}");
+        assert_eq!(out, "");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains("18090"), "names the port: {err}");
+        assert!(err.contains("port is already allocated"), "{err}");
+    }
+    // A port some host program listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:18091").unwrap();
+    let (rc, _, err) = b.code(&["run", "-d", "-p", "18091:80", "bb:1", "true"]);
+    assert_eq!(rc, 125, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("18091"), "names the port: {err}");
+    drop(listener);
+    // A bad -p is a usage error, before anything exists.
+    let (rc, _, err) = b.code(&["run", "-d", "-p", "18092:http", "bb:1", "true"]);
+    assert_eq!(
+        (rc, err.trim()),
+        (125, "Error: invalid containerPort: http")
+    );
+
+    assert_eq!(b.ok(&["ps", "-aq", "--no-trunc"]).trim(), first);
+    assert_eq!(leases_of(&b), vec![first.clone()]);
+    assert_eq!(netns_files(&b), vec![first.clone()]);
+    // Other tests add and remove veths and rules meanwhile: count this store's only.
+    let short = &first[..12];
+    assert!(nft_table().contains(&format!("c-{short}")));
+    assert!(links().contains(&format!("vb{short}")));
+    // The first container still serves.
+    assert_eq!(fetch("127.0.0.1:18090".parse().unwrap()).trim(), "first");
+    b.ok(&["rm", "-f", &first]);
+    assert_network_gone(&b, &first);
+    // The port is free again.
+    let again = httpd(&b, &["-p", "18090:80"], "again");
+    assert_eq!(fetch("127.0.0.1:18090".parse().unwrap()).trim(), "again");
+    b.ok(&["rm", "-f", &again]);
+    assert_network_gone(&b, &again);
+    b.assert_nothing_left();
+}
+
+#[test]
+fn run_rm_cycles_stop_restart_and_a_dead_monitor_leave_no_network_behind() {
+    let b = Berth::with_busybox();
+    const CYCLES: usize = 50;
+    let mut ids = Vec::new();
+    for _ in 0..CYCLES {
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            "-p",
+            "18100:80",
+            "bb:1",
+            "cat",
+            "/proc/self/cgroup",
+        ]);
+        let id = out
+            .lines()
+            .find_map(|l| l.split_once(":/berth/").map(|(_, id)| id.to_string()))
+            .unwrap_or_else(|| panic!("no berth cgroup in {out:?}"));
+        ids.push(id);
+    }
+    for id in &ids {
+        assert_network_gone(&b, id);
+    }
+    assert!(leases_of(&b).is_empty());
+    assert!(netns_files(&b).is_empty(), "{:?}", netns_files(&b));
+
+    // Exit releases the network; a start sets it up again.
+    let c = b
+        .ok(&["run", "-d", "-p", "18101:80", "bb:1", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let first = address(&b, &c);
+    b.ok(&["stop", "-t", "0", &c]);
+    assert_network_gone(&b, &c);
+    b.ok(&["start", &c]);
+    let second = address(&b, &c);
+    assert!(links().contains(&format!("vb{}", &c[..12])));
+    assert_ne!(first, second, "a released address is not reused at once");
+    let eth0 = b.ok(&[
+        "run",
+        "--rm",
+        "bb:1",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        &second.to_string(),
+    ]);
+    assert!(eth0.contains("1 packets received"), "{eth0}");
+
+    // A monitor killed with SIGKILL: the next command that looks reconciles the
+    // container, and its network goes with it.
+    let ps = Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let mpid: i32 = ps
+        .lines()
+        .find(|l| l.contains("berth-monitor") && l.contains(&c))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("the monitor");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(mpid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the monitor to die", || {
+        !Path::new(&format!("/proc/{mpid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{mpid}/stat"))
+                .is_ok_and(|s| s.contains(") Z"))
+    });
+    b.ok(&["ps", "-a"]);
+    assert_network_gone(&b, &c);
+    b.ok(&["rm", "-f", &c]);
+    b.assert_nothing_left();
+}
+
+#[test]
+fn a_lease_whose_store_is_gone_is_reclaimed() {
+    let b = Berth::with_busybox();
+    let gone = Berth::with_busybox();
+    let c = gone
+        .ok(&["run", "-d", "-p", "18110:80", "bb:1", "sleep", "1000"])
+        .trim()
+        .to_string();
+    // The store vanishes under a running container, with its monitor and process
+    // killed (a crash, then someone deleting the directory): nobody runs its teardown.
+    let ps = Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let mpid: i32 = ps
+        .lines()
+        .find(|l| l.contains("berth-monitor") && l.contains(&c))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("the monitor");
+    let pid: i32 = inspect(&gone, &c, "{{.State.Pid}}").parse().unwrap();
+    for p in [mpid, pid] {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let aside = gone.tmp.path().join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    for f in ["berth.db", "berth.db-wal", "berth.db-shm"] {
+        let _ = std::fs::rename(gone.root().join(f), aside.join(f));
+    }
+    assert!(links().contains(&format!("vb{}", &c[..12])));
+
+    // Another store asks for the same host port: the stale holder is torn down.
+    let web = httpd(&b, &["-p", "18110:80"], "reclaimed");
+    assert_eq!(
+        fetch("127.0.0.1:18110".parse().unwrap()).trim(),
+        "reclaimed"
+    );
+    assert_network_gone(&gone, &c);
+    b.ok(&["rm", "-f", &web]);
+    assert_network_gone(&b, &web);
+    b.assert_nothing_left();
+
+    // The store comes back: its dead container is reconciled and removed as usual.
+    for f in ["berth.db", "berth.db-wal", "berth.db-shm"] {
+        let _ = std::fs::rename(aside.join(f), gone.root().join(f));
+    }
+    gone.ok(&["rm", "-f", &c]);
+    gone.assert_nothing_left();
+}

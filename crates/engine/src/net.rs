@@ -1,0 +1,150 @@
+//! The engine's side of networking: which containers get the default bridge, the ports
+//! they ask for (`-p`, `-P` with the image's `ExposedPorts` and `--expose`), and the
+//! answer to the network crate's question "is this lease's holder gone?".
+//!
+//! A container's network lives exactly as long as its process: it is set up in `spawn`
+//! (before config.json is written, which names the namespace) and released by `finish`
+//! (the monitor's exit command, or `reconcile` after a dead monitor), by a failed start,
+//! and by `rm`.
+
+use crate::container::{Engine, EngineError, Result};
+use crate::flags::{NetworkMode, RunOptions};
+use crate::store::Container;
+use image::meta::rusqlite::{self, OpenFlags, OptionalExtension};
+use network::{PortBinding, PortSpec};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// Whether container `id` of the store at `root` no longer holds a network: its store or
+/// row is gone, or it is not starting, running or paused. When the store cannot be read,
+/// the holder is presumed alive: a lease is never taken from a container that may run.
+pub(crate) fn is_stale(root: &Path, id: &str) -> bool {
+    let db = root.join("berth.db");
+    if root.as_os_str().is_empty() || !db.exists() {
+        return !root.as_os_str().is_empty();
+    }
+    let Ok(conn) = rusqlite::Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return false;
+    };
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+    match conn
+        .query_row("SELECT state FROM containers WHERE id = ?1", [id], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()
+    {
+        Ok(None) => true,
+        Ok(Some(state)) => !matches!(state.as_str(), "starting" | "running" | "paused"),
+        Err(_) => false,
+    }
+}
+
+/// The bridge network applies: not `none`, `host` or another container's.
+pub(crate) fn on_bridge(run: &RunOptions) -> bool {
+    run.network == NetworkMode::Default
+}
+
+/// The ports to publish: `-p` as given, then with `-P` every exposed port (the image's
+/// and `--expose`) that `-p` does not already publish, on a random host port.
+pub(crate) fn wanted_ports(run: &RunOptions, image_config: &serde_json::Value) -> Vec<PortSpec> {
+    let mut specs = run.publish.clone();
+    if run.publish_all {
+        let mut exposed: Vec<(u16, network::Proto)> = image_config["ExposedPorts"]
+            .as_object()
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| network::parse_expose(k).ok())
+                    .flatten()
+                    .collect()
+            })
+            .unwrap_or_default();
+        exposed.extend(run.expose.iter().copied());
+        exposed.sort();
+        exposed.dedup();
+        for (port, proto) in exposed {
+            if !specs
+                .iter()
+                .any(|s| s.container_port == port && s.proto == proto)
+            {
+                specs.push(PortSpec {
+                    host_ip: Ipv4Addr::UNSPECIFIED,
+                    host_ports: None,
+                    container_port: port,
+                    proto,
+                });
+            }
+        }
+    }
+    specs
+}
+
+impl Engine {
+    /// `<runroot>/netns/ID`: where the container's network namespace is pinned.
+    pub fn netns_path(&self, id: &str) -> PathBuf {
+        self.runroot.join("netns").join(id)
+    }
+
+    /// Sets up container `c`'s network for a start; `None` for `none` and `host`.
+    pub(crate) fn network_attach(
+        &self,
+        c: &Container,
+        image_config: &serde_json::Value,
+    ) -> Result<Option<network::Attachment>> {
+        if !on_bridge(&c.options.run) {
+            return Ok(None);
+        }
+        let ports = wanted_ports(&c.options.run, image_config);
+        let netns = self.netns_path(&c.id);
+        let req = network::Request {
+            id: &c.id,
+            root: &self.root,
+            netns: &netns,
+            ports: &ports,
+        };
+        network::attach(&req, &is_stale)
+            .map(Some)
+            .map_err(EngineError::from)
+    }
+
+    /// Releases container `id`'s network, if it has one. Failures keep the records, so
+    /// the next detach or a reclaim finishes the job; the container's own state moves on.
+    pub(crate) fn network_detach(&self, id: &str) {
+        let _ = network::detach(id);
+    }
+
+    /// `create`'s early check of fixed host ports (see [`network::check_ports`]).
+    pub(crate) fn network_check(&self, run: &RunOptions) -> Result<()> {
+        if !on_bridge(run) || run.publish.is_empty() {
+            return Ok(());
+        }
+        network::check_ports(&run.publish, &is_stale).map_err(EngineError::from)
+    }
+
+    /// What `docker port` lists: the container's published ports while it runs.
+    pub fn published_ports(&self, c: &Container) -> Vec<PortBinding> {
+        if !c.state.is_live() || !on_bridge(&c.options.run) {
+            return vec![];
+        }
+        network::ports(&c.id)
+    }
+
+    /// `docker port`'s pairs: (`80/tcp`, `0.0.0.0:8080`), sorted.
+    pub fn port_pairs(&self, c: &Container) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .published_ports(c)
+            .iter()
+            .map(|b| (b.private(), b.public()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The container's address, prefix length and gateway while it runs on the bridge.
+    pub fn network_address(&self, c: &Container) -> Option<(Ipv4Addr, u8, Ipv4Addr)> {
+        if !c.state.is_live() || !on_bridge(&c.options.run) {
+            return None;
+        }
+        network::lease(&c.id)
+    }
+}

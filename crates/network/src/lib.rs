@@ -1,0 +1,578 @@
+//! Container networking for berth: Docker's default `bridge` network.
+//!
+//! - [`attach`] gives a container its own network namespace (pinned by a bind mount at a
+//!   path the OCI runtime joins), a veth pair (host end `vb<id12>` on bridge `berth0`,
+//!   container end `eth0` with an address from the bridge's subnet, `lo` up, default
+//!   route via the gateway), and its published ports (nftables, [`nft`]).
+//! - [`detach`] undoes all of it, whatever is left: it is driven by the records in the
+//!   state database and by names derived from the container id, so it works after a
+//!   crash at any point of [`attach`], and twice in a row.
+//! - The bridge itself is made on first use ([`Bridge::ensure`]) with the first /16 from
+//!   10.89.0.0 upward that no route or address of the host overlaps, the MTU of the
+//!   interface of the default route, IPv4 forwarding and masquerading.
+//!
+//! State is the host's, not a store's (see [`state`]): `STATE_DIR/network.db` and a
+//! lock file. It lives under /run, like the kernel objects it describes, which a reboot
+//! also clears.
+//!
+//! No async runtime: netlink requests are sent on blocking sockets ([`rtnl`]).
+
+pub mod netns;
+pub mod nft;
+pub mod ports;
+pub mod rtnl;
+pub mod state;
+
+pub use ports::{parse_expose, parse_publish, PortBinding, PortSpec, Proto};
+
+use rtnl::Rtnl;
+use state::{Blocked, Holder, Lease, NetworkRow, State};
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+/// The host's network state: the IPAM database and the bridge lock.
+pub const STATE_DIR: &str = "/run/berth/network";
+/// The default bridge (Docker's `docker0`).
+pub const BRIDGE: &str = "berth0";
+/// The default network's name (Docker's `bridge`).
+pub const DEFAULT_NETWORK: &str = "bridge";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("network: {what}: {source}")]
+    Netlink {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("network namespace: {what} {}: {source}", path.display())]
+    Netns {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("firewall: {what}: {reason}")]
+    Firewall { what: String, reason: String },
+    #[error("network database {}: {action}: {source}", path.display())]
+    Db {
+        path: PathBuf,
+        action: String,
+        source: rusqlite::Error,
+    },
+    /// Docker's words for a host port another container publishes.
+    #[error("Bind for {0} failed: port is already allocated")]
+    PortAllocated(String),
+    /// A host port some other program listens on.
+    #[error("Bind for {0} failed: address already in use")]
+    PortInUse(String),
+    #[error("no free address left in network {network} ({subnet})")]
+    Exhausted { network: String, subnet: String },
+    #[error("no free subnet for bridge {0}: every 10.89-10.255 and 172.18-172.31 /16 overlaps a route or address of the host")]
+    NoSubnet(String),
+    #[error("network: {0}")]
+    Other(String),
+}
+
+/// Whether the container `id` of the store at `root` no longer holds its network: its
+/// row is gone or it is not running. The engine answers; this crate knows no stores.
+pub type IsStale<'a> = &'a dyn Fn(&Path, &str) -> bool;
+
+/// The default bridge as it is on the host.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    pub name: String,
+    pub index: u32,
+    pub subnet: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mtu: u32,
+}
+
+impl Bridge {
+    /// The bridge, made if missing; also repairs berth's firewall table when it is gone.
+    /// Serialised across processes by a lock file, so two first runs agree on a subnet.
+    pub fn ensure(dir: &Path) -> Result<Bridge, Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Netns {
+            what: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let lock_path = dir.join("bridge.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Netns {
+                what: "opening",
+                path: lock_path.clone(),
+                source,
+            })?;
+        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, e)| Error::Netns {
+                what: "locking",
+                path: lock_path.clone(),
+                source: e.into(),
+            },
+        )?;
+
+        let mut rtnl = Rtnl::open()?;
+        let mut fresh = false;
+        let link = match rtnl.link(BRIDGE)? {
+            Some(l) => l,
+            None => {
+                let mtu = default_route_mtu(&mut rtnl)?;
+                rtnl.add_bridge(BRIDGE, mtu)?;
+                fresh = true;
+                rtnl.link(BRIDGE)?
+                    .ok_or_else(|| Error::Other(format!("bridge {BRIDGE} vanished")))?
+            }
+        };
+        let index = link.header.index;
+        let mtu = link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                netlink_packet_route::link::LinkAttribute::Mtu(m) => Some(*m),
+                _ => None,
+            })
+            .unwrap_or(1500);
+        let own = rtnl.addresses()?.into_iter().find(|(i, _, _)| *i == index);
+        let (gateway, prefix) = match own {
+            Some((_, addr, prefix)) => (addr, prefix),
+            None => {
+                let (subnet, prefix) = free_subnet(&mut rtnl)?;
+                let gateway = Ipv4Addr::from(u32::from(subnet) + 1);
+                rtnl.add_address(index, gateway, prefix)?;
+                fresh = true;
+                (gateway, prefix)
+            }
+        };
+        if !link
+            .header
+            .flags
+            .contains(netlink_packet_route::link::LinkFlags::Up)
+        {
+            rtnl.set_up(index)?;
+        }
+        let subnet = Ipv4Addr::from(u32::from(gateway) & rtnl::prefix_mask(prefix));
+        let bridge = Bridge {
+            name: BRIDGE.to_string(),
+            index,
+            subnet,
+            prefix,
+            gateway,
+            mtu,
+        };
+        // Traffic from 127.0.0.1 DNATed to a container must be routable to the bridge.
+        sysctl_on(&format!("net/ipv4/conf/{BRIDGE}/route_localnet"))?;
+        if fresh || !nft::table_exists() {
+            sysctl_on("net/ipv4/ip_forward")?;
+            nft::ensure(&bridge.base())?;
+            nft::iptables_compat(BRIDGE)?;
+        }
+        Ok(bridge)
+    }
+
+    fn base(&self) -> nft::Base<'_> {
+        nft::Base {
+            bridge: &self.name,
+            subnet: self.subnet,
+            prefix: self.prefix,
+        }
+    }
+
+    fn row(&self) -> NetworkRow {
+        NetworkRow {
+            name: DEFAULT_NETWORK.to_string(),
+            bridge: self.name.clone(),
+            subnet: self.subnet,
+            prefix: self.prefix,
+            gateway: self.gateway,
+        }
+    }
+}
+
+/// Writes 1 to `/proc/sys/KEY` unless it is 1 already.
+fn sysctl_on(key: &str) -> Result<(), Error> {
+    let path = Path::new("/proc/sys").join(key);
+    if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    std::fs::write(&path, "1").map_err(|source| Error::Netns {
+        what: "setting",
+        path,
+        source,
+    })
+}
+
+/// The MTU of the interface the default route leaves by (1500 without one).
+fn default_route_mtu(rtnl: &mut Rtnl) -> Result<u32, Error> {
+    let oif = rtnl
+        .routes()?
+        .into_iter()
+        .find(|r| r.prefix == 0 && r.table == 254)
+        .and_then(|r| r.oif);
+    Ok(match oif {
+        Some(i) => rtnl.link_mtu(i)?.unwrap_or(1500),
+        None => 1500,
+    })
+}
+
+/// The first /16 (10.89 … 10.255, then 172.18 … 172.31) that overlaps no route (other
+/// than default routes) and no address of the host. Docker's 172.17/16 and Podman's
+/// 10.88/16 are never candidates, whether their bridges exist right now or not.
+fn free_subnet(rtnl: &mut Rtnl) -> Result<(Ipv4Addr, u8), Error> {
+    let mut used: Vec<(u32, u8)> = rtnl
+        .routes()?
+        .into_iter()
+        .filter(|r| r.prefix > 0)
+        .map(|r| (u32::from(r.destination), r.prefix))
+        .collect();
+    used.extend(
+        rtnl.addresses()?
+            .into_iter()
+            .map(|(_, a, p)| (u32::from(a), p.max(1))),
+    );
+    let candidates = (89..=255u8)
+        .map(|b| Ipv4Addr::new(10, b, 0, 0))
+        .chain((18..=31u8).map(|b| Ipv4Addr::new(172, b, 0, 0)));
+    for c in candidates {
+        if !used
+            .iter()
+            .any(|(a, p)| overlap((u32::from(c), 16), (*a, *p)))
+        {
+            return Ok((c, 16));
+        }
+    }
+    Err(Error::NoSubnet(BRIDGE.to_string()))
+}
+
+fn overlap(a: (u32, u8), b: (u32, u8)) -> bool {
+    let p = a.1.min(b.1);
+    let m = rtnl::prefix_mask(p);
+    a.0 & m == b.0 & m
+}
+
+/// The host end of container `id`'s veth: `vb` and 12 hex digits, within IFNAMSIZ.
+pub fn veth_name(id: &str) -> String {
+    format!("vb{}", &id[..id.len().min(12)])
+}
+
+/// What [`attach`] needs: the container, its store (for stale checks by others) and
+/// where to pin its namespace, plus the ports to publish.
+pub struct Request<'a> {
+    pub id: &'a str,
+    pub root: &'a Path,
+    pub netns: &'a Path,
+    pub ports: &'a [PortSpec],
+}
+
+/// A container's network, set up. Dropped without [`Attachment::keep`], it is torn
+/// down, so an error between [`attach`] and the container's start leaks nothing.
+pub struct Attachment {
+    pub id: String,
+    pub netns: PathBuf,
+    pub bridge: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub ports: Vec<PortBinding>,
+    dir: PathBuf,
+    armed: bool,
+}
+
+impl Attachment {
+    /// The container owns its network now; [`detach`] releases it.
+    pub fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = detach_in(&self.dir, &self.id);
+        }
+    }
+}
+
+/// Sets up container `req.id` on the default bridge (see the crate docs). On error,
+/// nothing of it is left: no lease, port, namespace, veth or rule.
+pub fn attach(req: &Request, is_stale: IsStale) -> Result<Attachment, Error> {
+    attach_in(Path::new(STATE_DIR), req, is_stale)
+}
+
+pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachment, Error> {
+    let bridge = Bridge::ensure(dir)?;
+    let mut state = State::open(dir)?;
+    if state.network(DEFAULT_NETWORK)?.as_ref() != Some(&bridge.row()) {
+        state.put_network(&bridge.row())?;
+    }
+    // A previous run of this container that was never torn down (a crash).
+    if state.lease_of(req.id)?.is_some() {
+        detach_with(&mut state, req.id, Detach::Thorough)?;
+    }
+    let holder = Holder {
+        id: req.id,
+        root: req.root,
+        netns: req.netns,
+    };
+    let row = bridge.row();
+    let mut reclaimed = false;
+    let (address, ports) = loop {
+        match state.allocate(&row, &holder, req.ports)? {
+            Ok(got) => break got,
+            Err(blocked) => {
+                // Whoever is in the way may be a container that is gone without its
+                // teardown (a crash): reclaim once, then give up.
+                if !reclaimed && reclaim(&mut state, &blocked, is_stale)? {
+                    reclaimed = true;
+                    continue;
+                }
+                return Err(match blocked {
+                    Blocked::Port { binding, holder } if holder.is_empty() => {
+                        Error::PortInUse(binding)
+                    }
+                    Blocked::Port { binding, .. } => Error::PortAllocated(binding),
+                    Blocked::Full => Error::Exhausted {
+                        network: DEFAULT_NETWORK.into(),
+                        subnet: format!("{}/{}", bridge.subnet, bridge.prefix),
+                    },
+                });
+            }
+        }
+    };
+    let att = Attachment {
+        id: req.id.to_string(),
+        netns: req.netns.to_path_buf(),
+        bridge: bridge.name.clone(),
+        address,
+        prefix: bridge.prefix,
+        gateway: bridge.gateway,
+        ports,
+        dir: dir.to_path_buf(),
+        armed: true,
+    };
+
+    sweep(&mut state, &bridge);
+    let mut inside = netns::create(req.netns)?;
+    let ns = std::fs::File::open(req.netns).map_err(|source| Error::Netns {
+        what: "opening",
+        path: req.netns.to_path_buf(),
+        source,
+    })?;
+    let mut host = Rtnl::open()?;
+    host.add_veth(
+        &veth_name(req.id),
+        bridge.index,
+        "eth0",
+        ns.as_fd(),
+        bridge.mtu,
+    )?;
+    drop(ns);
+    // A new namespace has only `lo`, always index 1.
+    inside.set_up(1)?;
+    let eth0 = inside
+        .link_index("eth0")?
+        .ok_or_else(|| Error::Other("eth0 is missing in the container's namespace".into()))?;
+    inside.set_up(eth0)?;
+    inside.add_address(eth0, address, bridge.prefix)?;
+    inside.add_default_route(eth0, bridge.gateway)?;
+    if !att.ports.is_empty() {
+        nft::publish(&bridge.base(), req.id, address, &att.ports)?;
+    }
+    Ok(att)
+}
+
+/// Releases container `id`'s network once its processes are gone: rules, namespace
+/// (and with it the veth), then the records. Keeps going past errors and returns the
+/// first; the records stay until everything went, so a later detach (or a reclaim)
+/// finishes the job.
+pub fn detach(id: &str) -> Result<(), Error> {
+    detach_in(Path::new(STATE_DIR), id)
+}
+
+pub fn detach_in(dir: &Path, id: &str) -> Result<(), Error> {
+    if !dir.join("network.db").exists() {
+        return Ok(());
+    }
+    let mut state = State::open(dir)?;
+    detach_with(&mut state, id, Detach::Quick)
+}
+
+/// How sure [`detach_with`] may be that nothing else holds the container's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detach {
+    /// The container's processes are gone (its runtime state was deleted).
+    Quick,
+    /// A crash left it: processes may remain; cut the veth explicitly.
+    Thorough,
+}
+
+fn detach_with(state: &mut State, id: &str, mode: Detach) -> Result<(), Error> {
+    let lease = state.lease_of(id)?;
+    let ports = state.ports_of(id)?;
+    if lease.is_none() && ports.is_empty() {
+        return Ok(());
+    }
+    let mut first: Option<Error> = None;
+    if !ports.is_empty() {
+        if let Err(e) = nft::unpublish(id, &ports) {
+            first.get_or_insert(e);
+        }
+    }
+    // Unpinning the namespace of a container whose processes are gone destroys it, and
+    // the kernel deletes its devices with it (in cleanup_net, asynchronously): the
+    // container's end of the veth, and so the host's. Deleting the veth ourselves costs
+    // an RCU grace period under RTNL, 15-20 ms in this VM, on the critical path of
+    // every `run --rm`. So a quick detach only unpins; a thorough one (a reclaim, where
+    // a process may still hold the namespace) deletes the veth too. A veth is made only
+    // after its namespace is pinned, so no pin means no namespace to wait for.
+    let pinned = lease.as_ref().is_some_and(|l| l.netns.exists());
+    if let Some(l) = &lease {
+        if let Err(e) = netns::remove(&l.netns) {
+            first.get_or_insert(e);
+        }
+    }
+    if mode == Detach::Thorough || !pinned {
+        match Rtnl::open().and_then(|mut r| r.del_link(&veth_name(id))) {
+            Ok(_) => {}
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => state.release(id),
+    }
+}
+
+/// Deletes berth veths on the bridge that no lease accounts for: a quick detach leaves
+/// the veth to the kernel, which deletes it with the namespace unless something else
+/// still held that namespace (an `nsenter` shell, a socket made inside it). Such a veth
+/// is cut at the next attach. A veth is only made after its lease is recorded, so one
+/// being set up right now always has a lease.
+fn sweep(state: &mut State, bridge: &Bridge) {
+    let Ok(mut rtnl) = Rtnl::open() else {
+        return;
+    };
+    let Ok(ports) = rtnl.ports_of(bridge.index) else {
+        return;
+    };
+    let orphans: Vec<String> = ports
+        .into_iter()
+        .filter(|n| n.starts_with("vb") && n.len() == 14)
+        .collect();
+    if orphans.is_empty() {
+        return;
+    }
+    let Ok(leases) = state.leases() else {
+        return;
+    };
+    for name in orphans {
+        if !leases.iter().any(|l| veth_name(&l.holder) == name) {
+            let _ = rtnl.del_link(&name);
+        }
+    }
+}
+
+/// Tears down the holders that `blocked` names (or, for a full subnet, every holder)
+/// that are stale. True if any was.
+fn reclaim(state: &mut State, blocked: &Blocked, is_stale: IsStale) -> Result<bool, Error> {
+    let candidates: Vec<Lease> = match blocked {
+        Blocked::Port { holder, .. } if holder.is_empty() => return Ok(false),
+        Blocked::Port { holder, .. } => match state.lease_of(holder)? {
+            Some(l) => vec![l],
+            // Ports and lease are written and deleted together: no lease, no ports.
+            None => return Ok(false),
+        },
+        Blocked::Full => state.leases()?,
+    };
+    let mut any = false;
+    for l in candidates {
+        if is_stale(&l.root, &l.holder) {
+            detach_with(state, &l.holder, Detach::Thorough)?;
+            any = true;
+        }
+    }
+    Ok(any)
+}
+
+/// The ports container `id` publishes now (none when it does not run).
+pub fn ports(id: &str) -> Vec<PortBinding> {
+    let dir = Path::new(STATE_DIR);
+    if !dir.join("network.db").exists() {
+        return vec![];
+    }
+    State::open(dir)
+        .and_then(|s| s.ports_of(id))
+        .unwrap_or_default()
+}
+
+/// Container `id`'s address on its network while it runs.
+pub fn lease(id: &str) -> Option<(Ipv4Addr, u8, Ipv4Addr)> {
+    let dir = Path::new(STATE_DIR);
+    if !dir.join("network.db").exists() {
+        return None;
+    }
+    let s = State::open(dir).ok()?;
+    let l = s.lease_of(id).ok()??;
+    let n = s.network(&l.network).ok()??;
+    Some((l.address, n.prefix, n.gateway))
+}
+
+/// Before a container is created: is any fixed host port of `specs` taken now, by a
+/// running container or by a program on the host? Catches the common conflict before
+/// anything exists; the start checks again, atomically.
+pub fn check_ports(specs: &[PortSpec], is_stale: IsStale) -> Result<(), Error> {
+    let dir = Path::new(STATE_DIR);
+    let state = if dir.join("network.db").exists() {
+        Some(State::open(dir)?)
+    } else {
+        None
+    };
+    for s in specs {
+        let Some((lo, hi)) = s.host_ports else {
+            continue;
+        };
+        if lo != hi {
+            continue;
+        }
+        let name = format!("{}:{}", s.host_ip, lo);
+        if let Some(state) = &state {
+            if let Some(holder) = state.port_holder(s.proto, s.host_ip, lo)? {
+                let root = state.lease_of(&holder)?.map(|l| l.root).unwrap_or_default();
+                if !is_stale(&root, &holder) {
+                    return Err(Error::PortAllocated(name));
+                }
+                continue;
+            }
+        }
+        if ports::host_port_free(s.proto, s.host_ip, lo).is_err() {
+            return Err(Error::PortInUse(name));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_overlap_by_the_shorter_prefix() {
+        let a = (u32::from(Ipv4Addr::new(10, 89, 0, 0)), 16);
+        assert!(overlap(a, (u32::from(Ipv4Addr::new(10, 89, 3, 0)), 24)));
+        assert!(overlap(a, (u32::from(Ipv4Addr::new(10, 0, 0, 0)), 8)));
+        assert!(!overlap(a, (u32::from(Ipv4Addr::new(10, 88, 0, 0)), 16)));
+    }
+
+    #[test]
+    fn veth_names_fit_ifnamsiz() {
+        let n = veth_name(&"ab".repeat(32));
+        assert_eq!(n.len(), 14);
+        assert!(n.starts_with("vb"));
+    }
+}

@@ -1,0 +1,567 @@
+//! IPAM and port reservations in SQLite: `networks`, `leases` and `ports` in
+//! `network.db` of the host's network state directory.
+//!
+//! The database is the host's, not a store's: the bridge is a host-wide object that
+//! every `--root` shares, so two stores handing out addresses from their own tables
+//! would give the same address twice on one wire. Each lease names its holder's store
+//! (`root`), so a lease whose container is gone can be recognised from any store.
+//!
+//! Many `berth` processes allocate at once (parallel `run --rm -p`), so an allocation is
+//! one `BEGIN IMMEDIATE` transaction on a WAL database with a busy timeout: it reads
+//! the leases, picks, and writes before anyone else can pick.
+
+use crate::ports::{self, PortBinding, PortSpec, Proto};
+use crate::Error;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS networks (
+    name     TEXT PRIMARY KEY,
+    bridge   TEXT NOT NULL,
+    subnet   INTEGER NOT NULL,
+    prefix   INTEGER NOT NULL,
+    gateway  INTEGER NOT NULL,
+    -- the last address handed out: the next search starts after it, so an address
+    -- just released is not reused at once (as Docker's IPAM).
+    last     INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS leases (
+    network  TEXT NOT NULL,
+    address  INTEGER NOT NULL,
+    holder   TEXT NOT NULL UNIQUE,
+    root     TEXT NOT NULL,
+    netns    TEXT NOT NULL,
+    created  INTEGER NOT NULL,
+    PRIMARY KEY (network, address)
+);
+CREATE TABLE IF NOT EXISTS ports (
+    proto          TEXT NOT NULL,
+    host_ip        TEXT NOT NULL,
+    host_port      INTEGER NOT NULL,
+    container_port INTEGER NOT NULL,
+    holder         TEXT NOT NULL,
+    PRIMARY KEY (proto, host_ip, host_port)
+);
+CREATE INDEX IF NOT EXISTS ports_holder ON ports (holder);
+";
+
+/// A network's addressing as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRow {
+    pub name: String,
+    pub bridge: String,
+    pub subnet: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+}
+
+/// One container's address.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub network: String,
+    pub address: Ipv4Addr,
+    pub holder: String,
+    pub root: PathBuf,
+    pub netns: PathBuf,
+}
+
+/// Who asks: a container of a store, with its namespace file.
+pub struct Holder<'a> {
+    pub id: &'a str,
+    pub root: &'a Path,
+    pub netns: &'a Path,
+}
+
+/// What an allocation failed on: a holder in the way may be stale.
+pub enum Blocked {
+    /// The port is held by another container (which may be gone).
+    Port { binding: String, holder: String },
+    /// Every address is leased.
+    Full,
+}
+
+pub struct State {
+    path: PathBuf,
+    conn: Connection,
+}
+
+fn db(path: &Path, action: &str) -> impl FnOnce(rusqlite::Error) -> Error {
+    let path = path.to_path_buf();
+    let action = action.to_string();
+    move |source| Error::Db {
+        path,
+        action,
+        source,
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::DatabaseBusy || f.code == rusqlite::ErrorCode::DatabaseLocked)
+}
+
+impl State {
+    /// Opens (creating) `DIR/network.db`.
+    pub fn open(dir: &Path) -> Result<State, Error> {
+        let path = dir.join("network.db");
+        std::fs::create_dir_all(dir).map_err(|source| Error::Netns {
+            what: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let conn = Connection::open(&path).map_err(db(&path, "opening"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+            .map_err(db(&path, "configuring"))?;
+        // Switching to WAL needs a moment alone and is not retried by the busy handler.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match conn
+                .pragma_update_and_check(None, "journal_mode", "wal", |r| r.get::<_, String>(0))
+            {
+                Ok(_) => break,
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => return Err(db(&path, "switching to WAL")(e)),
+            }
+        }
+        conn.execute_batch(SCHEMA)
+            .map_err(db(&path, "creating tables"))?;
+        Ok(State { path, conn })
+    }
+
+    pub fn network(&self, name: &str) -> Result<Option<NetworkRow>, Error> {
+        self.conn
+            .query_row(
+                "SELECT name, bridge, subnet, prefix, gateway FROM networks WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(NetworkRow {
+                        name: r.get(0)?,
+                        bridge: r.get(1)?,
+                        subnet: Ipv4Addr::from(r.get::<_, u32>(2)?),
+                        prefix: r.get(3)?,
+                        gateway: Ipv4Addr::from(r.get::<_, u32>(4)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(db(&self.path, "reading networks"))
+    }
+
+    /// Records `n`; leases of an older subnet of the same network are dropped (the
+    /// bridge they were on no longer has that subnet).
+    pub fn put_network(&mut self, n: &NetworkRow) -> Result<(), Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(&self.path, "starting a transaction"))?;
+        tx.execute(
+            "INSERT INTO networks (name, bridge, subnet, prefix, gateway) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (name) DO UPDATE SET bridge = ?2, subnet = ?3, prefix = ?4, gateway = ?5",
+            params![n.name, n.bridge, u32::from(n.subnet), n.prefix, u32::from(n.gateway)],
+        )
+        .map_err(db(&self.path, "recording a network"))?;
+        tx.commit().map_err(db(&self.path, "committing"))
+    }
+
+    pub fn lease_of(&self, holder: &str) -> Result<Option<Lease>, Error> {
+        self.conn
+            .query_row(
+                "SELECT network, address, holder, root, netns FROM leases WHERE holder = ?1",
+                params![holder],
+                lease_row,
+            )
+            .optional()
+            .map_err(db(&self.path, "reading leases"))
+    }
+
+    pub fn leases(&self) -> Result<Vec<Lease>, Error> {
+        let mut st = self
+            .conn
+            .prepare("SELECT network, address, holder, root, netns FROM leases")
+            .map_err(db(&self.path, "reading leases"))?;
+        let rows = st
+            .query_map([], lease_row)
+            .map_err(db(&self.path, "reading leases"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading leases"))
+    }
+
+    pub fn ports_of(&self, holder: &str) -> Result<Vec<PortBinding>, Error> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT proto, host_ip, host_port, container_port FROM ports WHERE holder = ?1
+                 ORDER BY container_port, proto, host_ip, host_port",
+            )
+            .map_err(db(&self.path, "reading ports"))?;
+        let rows = st
+            .query_map(params![holder], |r| {
+                let proto: String = r.get(0)?;
+                let ip: String = r.get(1)?;
+                Ok(PortBinding {
+                    proto: Proto::parse(&proto).unwrap_or(Proto::Tcp),
+                    host_ip: ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    host_port: r.get(2)?,
+                    container_port: r.get(3)?,
+                })
+            })
+            .map_err(db(&self.path, "reading ports"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading ports"))
+    }
+
+    /// Releases everything `holder` has.
+    pub fn release(&mut self, holder: &str) -> Result<(), Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(&self.path, "starting a transaction"))?;
+        tx.execute("DELETE FROM ports WHERE holder = ?1", params![holder])
+            .map_err(db(&self.path, "releasing ports"))?;
+        tx.execute("DELETE FROM leases WHERE holder = ?1", params![holder])
+            .map_err(db(&self.path, "releasing a lease"))?;
+        tx.commit().map_err(db(&self.path, "committing"))
+    }
+
+    /// The holder of a published host port that `spec` would collide with, if any.
+    pub fn port_holder(
+        &self,
+        proto: Proto,
+        ip: Ipv4Addr,
+        port: u16,
+    ) -> Result<Option<String>, Error> {
+        port_holder(&self.conn, proto, ip, port).map_err(db(&self.path, "reading ports"))
+    }
+
+    /// One address in `net` and host ports for `wants`, for `who`, in one transaction.
+    /// `Err(Ok(blocked))` says what was in the way, so the caller can reclaim stale
+    /// holders and try again.
+    pub fn allocate(
+        &mut self,
+        net: &NetworkRow,
+        who: &Holder,
+        wants: &[PortSpec],
+    ) -> Result<Result<(Ipv4Addr, Vec<PortBinding>), Blocked>, Error> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(&path, "starting a transaction"))?;
+        let mut chosen: Vec<PortBinding> = Vec::new();
+        for want in wants {
+            match pick_port(&tx, want, &chosen).map_err(db(&path, "reading ports"))? {
+                Ok(b) => chosen.push(b),
+                Err(blocked) => return Ok(Err(blocked)),
+            }
+        }
+
+        let taken: HashSet<u32> = {
+            let mut st = tx
+                .prepare("SELECT address FROM leases WHERE network = ?1")
+                .map_err(db(&path, "reading leases"))?;
+            let rows = st
+                .query_map(params![net.name], |r| r.get::<_, u32>(0))
+                .map_err(db(&path, "reading leases"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(db(&path, "reading leases"))?
+        };
+        let last: u32 = tx
+            .query_row(
+                "SELECT last FROM networks WHERE name = ?1",
+                params![net.name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db(&path, "reading networks"))?
+            .unwrap_or(0);
+        let Some(address) = next_free(net, last, &taken) else {
+            return Ok(Err(Blocked::Full));
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        tx.execute(
+            "INSERT INTO leases (network, address, holder, root, netns, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                net.name,
+                u32::from(address),
+                who.id,
+                who.root.to_string_lossy(),
+                who.netns.to_string_lossy(),
+                now
+            ],
+        )
+        .map_err(db(&path, "recording a lease"))?;
+        tx.execute(
+            "UPDATE networks SET last = ?2 WHERE name = ?1",
+            params![net.name, u32::from(address)],
+        )
+        .map_err(db(&path, "recording a lease"))?;
+        for b in &chosen {
+            tx.execute(
+                "INSERT INTO ports (proto, host_ip, host_port, container_port, holder)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    b.proto.as_str(),
+                    b.host_ip.to_string(),
+                    b.host_port,
+                    b.container_port,
+                    who.id
+                ],
+            )
+            .map_err(db(&path, "reserving a port"))?;
+        }
+        tx.commit().map_err(db(&path, "committing"))?;
+        Ok(Ok((address, chosen)))
+    }
+}
+
+fn lease_row(r: &rusqlite::Row) -> rusqlite::Result<Lease> {
+    Ok(Lease {
+        network: r.get(0)?,
+        address: Ipv4Addr::from(r.get::<_, u32>(1)?),
+        holder: r.get(2)?,
+        root: PathBuf::from(r.get::<_, String>(3)?),
+        netns: PathBuf::from(r.get::<_, String>(4)?),
+    })
+}
+
+/// Another container's reservation that overlaps `ip:port`: the same address, or either
+/// side on every address.
+fn port_holder(
+    conn: &Connection,
+    proto: Proto,
+    ip: Ipv4Addr,
+    port: u16,
+) -> rusqlite::Result<Option<String>> {
+    let any = Ipv4Addr::UNSPECIFIED.to_string();
+    conn.query_row(
+        "SELECT holder FROM ports WHERE proto = ?1 AND host_port = ?2
+         AND (host_ip = ?3 OR host_ip = ?4 OR ?3 = ?4) LIMIT 1",
+        params![proto.as_str(), port, ip.to_string(), any],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+fn overlaps(a: &PortBinding, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
+    a.proto == proto
+        && a.host_port == port
+        && (a.host_ip == ip || a.host_ip.is_unspecified() || ip.is_unspecified())
+}
+
+/// A host port for `want`: the first free one of its range, or a random free one.
+fn pick_port(
+    conn: &Connection,
+    want: &PortSpec,
+    chosen: &[PortBinding],
+) -> rusqlite::Result<Result<PortBinding, Blocked>> {
+    let binding = |port| PortBinding {
+        proto: want.proto,
+        host_ip: want.host_ip,
+        host_port: port,
+        container_port: want.container_port,
+    };
+    let usable = |port: u16| -> rusqlite::Result<Result<(), Blocked>> {
+        let name = format!("{}:{}", want.host_ip, port);
+        if chosen
+            .iter()
+            .any(|c| overlaps(c, want.proto, want.host_ip, port))
+        {
+            return Ok(Err(Blocked::Port {
+                binding: name,
+                holder: String::new(),
+            }));
+        }
+        if let Some(holder) = port_holder(conn, want.proto, want.host_ip, port)? {
+            return Ok(Err(Blocked::Port {
+                binding: name,
+                holder,
+            }));
+        }
+        if ports::host_port_free(want.proto, want.host_ip, port).is_err() {
+            return Ok(Err(Blocked::Port {
+                binding: name,
+                holder: String::new(),
+            }));
+        }
+        Ok(Ok(()))
+    };
+    match want.host_ports {
+        Some((lo, hi)) => {
+            let mut first = None;
+            for port in lo..=hi {
+                match usable(port)? {
+                    Ok(()) => return Ok(Ok(binding(port))),
+                    Err(b) => {
+                        // A stale holder of the one port asked for may be reclaimed;
+                        // in a range, the next port will do.
+                        if first.is_none() {
+                            first = Some(b);
+                        }
+                    }
+                }
+            }
+            Ok(Err(first.unwrap_or(Blocked::Full)))
+        }
+        None => {
+            let (lo, hi) = ports::ephemeral_range();
+            let span = u32::from(hi - lo) + 1;
+            let start = random_u32() % span;
+            for i in 0..span.min(4096) {
+                let port = lo + ((start + i) % span) as u16;
+                if let Ok(()) = usable(port)? {
+                    return Ok(Ok(binding(port)));
+                }
+            }
+            Ok(Err(Blocked::Port {
+                binding: format!("{}:{lo}-{hi}", want.host_ip),
+                holder: String::new(),
+            }))
+        }
+    }
+}
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: getrandom writes at most b.len() bytes into the buffer we own.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 4 {
+        u32::from_ne_bytes(b)
+    } else {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    }
+}
+
+/// The next address after `last` (wrapping) that is neither the subnet's own, its
+/// broadcast, the gateway, nor taken.
+fn next_free(net: &NetworkRow, last: u32, taken: &HashSet<u32>) -> Option<Ipv4Addr> {
+    let base = u32::from(net.subnet);
+    let size = 1u64 << (32 - u32::from(net.prefix));
+    if size < 4 {
+        return None;
+    }
+    let first = base + 1;
+    let end = (u64::from(base) + size - 1) as u32; // broadcast, excluded
+    let gateway = u32::from(net.gateway);
+    let span = end - first;
+    let start = if (first..end).contains(&last) {
+        last + 1 - first
+    } else {
+        0
+    };
+    (0..span)
+        .map(|i| first + (start + i) % span)
+        .find(|a| *a != gateway && !taken.contains(a))
+        .map(Ipv4Addr::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net() -> NetworkRow {
+        NetworkRow {
+            name: "bridge".into(),
+            bridge: "berth0".into(),
+            subnet: Ipv4Addr::new(10, 89, 0, 0),
+            prefix: 29,
+            gateway: Ipv4Addr::new(10, 89, 0, 1),
+        }
+    }
+
+    #[test]
+    fn addresses_are_handed_out_in_turn_and_never_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = State::open(tmp.path()).unwrap();
+        s.put_network(&net()).unwrap();
+        let mut got = Vec::new();
+        for i in 0..5 {
+            let id = format!("c{i}");
+            let who = Holder {
+                id: &id,
+                root: tmp.path(),
+                netns: tmp.path(),
+            };
+            let Ok(Ok((a, _))) = s.allocate(&net(), &who, &[]) else {
+                panic!("allocation {i}")
+            };
+            got.push(a.to_string());
+        }
+        // /29: .1 is the gateway, .7 the broadcast: five addresses.
+        assert_eq!(
+            got,
+            [
+                "10.89.0.2",
+                "10.89.0.3",
+                "10.89.0.4",
+                "10.89.0.5",
+                "10.89.0.6"
+            ]
+        );
+        let who = Holder {
+            id: "c5",
+            root: tmp.path(),
+            netns: tmp.path(),
+        };
+        assert!(matches!(
+            s.allocate(&net(), &who, &[]),
+            Ok(Err(Blocked::Full))
+        ));
+        // Released: the next search starts after the last one handed out.
+        s.release("c1").unwrap();
+        let Ok(Ok((a, _))) = s.allocate(&net(), &who, &[]) else {
+            panic!()
+        };
+        assert_eq!(a.to_string(), "10.89.0.3");
+    }
+
+    #[test]
+    fn a_host_port_is_reserved_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = State::open(tmp.path()).unwrap();
+        let mut n = net();
+        n.prefix = 24;
+        s.put_network(&n).unwrap();
+        let spec = |ip: [u8; 4]| PortSpec {
+            host_ip: Ipv4Addr::from(ip),
+            host_ports: Some((1, 1)),
+            container_port: 80,
+            proto: Proto::Udp,
+        };
+        let who = |id| Holder {
+            id,
+            root: tmp.path(),
+            netns: tmp.path(),
+        };
+        // Port 1 as root binds fine when nothing holds it; the DB is what conflicts.
+        let first = s.allocate(&n, &who("a"), &[spec([127, 0, 0, 9])]).unwrap();
+        assert!(first.is_ok());
+        match s.allocate(&n, &who("b"), &[spec([0, 0, 0, 0])]).unwrap() {
+            Err(Blocked::Port { binding, holder }) => {
+                assert_eq!((binding.as_str(), holder.as_str()), ("0.0.0.0:1", "a"))
+            }
+            _ => panic!("the wildcard overlaps 127.0.0.9"),
+        }
+        assert!(s
+            .allocate(&n, &who("c"), &[spec([127, 0, 0, 10])])
+            .unwrap()
+            .is_ok());
+        assert_eq!(s.ports_of("a").unwrap().len(), 1);
+        s.release("a").unwrap();
+        assert!(s.ports_of("a").unwrap().is_empty());
+        assert!(s.lease_of("a").unwrap().is_none());
+    }
+}
