@@ -837,7 +837,7 @@ fn stats_show_usage_and_limits() {
     let id = run_d(
         &b,
         "mem",
-        &["--memory", "64m"],
+        &["--memory", "64m", "--network", "none"],
         // Holds ~8 MB in a shell variable.
         // (sleep is not the last command, or sh would exec it and free x).
         &[
