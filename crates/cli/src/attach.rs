@@ -61,6 +61,12 @@ pub fn run_attached(engine: &Engine, c: &Container, sig_proxy: bool) -> Result<i
         }
     };
 
+    // This process is up and has the store open: it does the cleanup after the exit
+    // (record it, unmount, --rm) sooner than the monitor's exit command, a new berth
+    // process, could. Not with a restart policy: restarts are the monitor's to run.
+    let cleans_up = c.options.restart == engine::RestartPolicy::No
+        && attach::write_frame(&mut &sock, attach::CLEANUP, &[]).is_ok();
+
     let raw = (tty && interactive && std::io::stdin().is_terminal())
         .then(RawMode::enter)
         .flatten();
@@ -121,7 +127,14 @@ pub fn run_attached(engine: &Engine, c: &Container, sig_proxy: bool) -> Result<i
     let result = pump.join();
     drop(raw);
     match result {
-        Ok(Ok(Some(code))) => Ok(code),
+        Ok(Ok(Some(code))) => {
+            // Failing, it says nothing: without DONE the monitor runs the exit command,
+            // which tries again.
+            if cleans_up && engine.cleanup(&c.id).is_ok() {
+                let _ = attach::write_frame(&mut &sock, attach::DONE, &[]);
+            }
+            Ok(code)
+        }
         // The monitor went away without a status: what the store says.
         _ => {
             let now = engine.find(&c.id).and_then(|c| engine.reconcile(c));

@@ -13,6 +13,10 @@ pub const STDERR: u8 = 2;
 pub const EXIT: u8 = 3;
 pub const RESIZE: u8 = 4;
 pub const CLOSE_STDIN: u8 = 5;
+/// To the monitor: this client runs the cleanup after the exit (docs/monitor.md).
+pub const CLEANUP: u8 = 6;
+/// To the monitor: the cleanup is done.
+pub const DONE: u8 = 7;
 
 /// Frames larger than this from the monitor mean the stream is not what we think.
 const MAX_FRAME: usize = 1 << 20;

@@ -431,7 +431,7 @@ impl Engine {
         let _ = image::snapshot::unmount(&self.rootfs(&c.id));
         drop(lock);
         let _ = self.volumes.release(&c.id);
-        self.network_detach(&c.id);
+        self.network_detach(c);
         let _ = fs::remove_dir_all(self.state_dir(&c.id));
         let code = match e {
             EngineError::Start { exit_code, .. } => *exit_code,
@@ -675,18 +675,30 @@ impl Engine {
         let Some(c) = self.store.get(id)? else {
             return Ok(());
         };
-        let exit = read_exit(&self.state_dir(id)).unwrap_or(Exit {
-            exit_code: 255,
-            finished_at: now_nanos(),
-            error: "the monitor recorded no exit status".into(),
-            ..Exit::default()
-        });
-        self.finish(&c, exit.clone())?;
+        // The attached CLI and the monitor's exit command may both come here (the CLI
+        // first; the exit command only if the CLI went away before it said it was done):
+        // what is recorded as ended was finished already.
+        let finished = matches!(c.state, State::Exited | State::Created | State::Removing);
+        let exit = if finished {
+            None
+        } else {
+            let exit = read_exit(&self.state_dir(id)).unwrap_or(Exit {
+                exit_code: 255,
+                finished_at: now_nanos(),
+                error: "the monitor recorded no exit status".into(),
+                ..Exit::default()
+            });
+            self.finish(&c, exit.clone())?;
+            Some(exit)
+        };
         drop(lock);
         let c = self.store.get(id)?.unwrap_or(c);
         if c.options.auto_remove {
             return self.remove(&c, true, true);
         }
+        let Some(exit) = exit else {
+            return Ok(());
+        };
         if let Some(delay) = restart_delay(&c, &exit) {
             self.store
                 .transition(id, &[State::Exited], State::Restarting)?;
@@ -709,7 +721,7 @@ impl Engine {
             exit.oom_killed = cg.oom_kills().unwrap_or(0) > 0;
         }
         self.runtime_delete(c);
-        self.network_detach(&c.id);
+        self.network_detach(c);
         let _ = image::snapshot::unmount(&self.rootfs(&c.id));
         // Renamed away first: the old monitor may still unlink its sockets by relative
         // name, and a restart is about to make a new directory at this path.
@@ -781,7 +793,7 @@ impl Engine {
             Vec::new()
         };
         self.runtime_delete(&c);
-        self.network_detach(&c.id);
+        self.network_detach(&c);
         // Waits for a `cp`/`export`/`diff`/`commit` that is reading the container.
         let _lock = self.lock(&c.id).ok();
         let rootfs = self.rootfs(&c.id);

@@ -109,8 +109,12 @@ impl Engine {
 
     /// Releases container `id`'s network, if it has one. Failures keep the records, so
     /// the next detach or a reclaim finishes the job; the container's own state moves on.
-    pub(crate) fn network_detach(&self, id: &str) {
-        let _ = network::detach(id);
+    /// A container that was never on the bridge has nothing to release (and opening the
+    /// host-wide network database would cost its exit path for nothing).
+    pub(crate) fn network_detach(&self, c: &Container) {
+        if on_bridge(&c.options.run) {
+            let _ = network::detach(&c.id);
+        }
     }
 
     /// `create`'s early check of fixed host ports (see [`network::check_ports`]).

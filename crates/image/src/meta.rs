@@ -626,6 +626,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Pages of the database file through a shared mapping, not one pread(2) each: every
+    // berth command is a new process with a cold page cache of its own.
+    conn.pragma_update(None, "mmap_size", 256i64 << 20)?;
     // The last connection to close would checkpoint and delete the WAL, and the next
     // process (every berth command is one) would recreate it, fsyncing its header: two
     // syncs per command. The WAL is checkpointed as it grows instead (every 1000 pages).

@@ -9,6 +9,10 @@ pub const STDIN: u8 = 0;
 pub const EXIT: u8 = 3;
 pub const RESIZE: u8 = 4;
 pub const STDIN_END: u8 = 5;
+/// Client → monitor, empty: "after the exit, send me the status first; I clean up".
+pub const CLEANUP: u8 = 6;
+/// Client → monitor, empty: "cleaned up": the exit command is not needed.
+pub const DONE: u8 = 7;
 
 pub fn header(stream: u8, len: usize) -> [u8; 8] {
     let n = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
@@ -20,6 +24,8 @@ pub enum Event<'a> {
     Stdin(&'a [u8]),
     Resize { rows: u16, cols: u16 },
     StdinEnd,
+    Cleanup,
+    Done,
 }
 
 /// Turns the bytes a client sends into events, whatever way they are cut. Stdin payloads
@@ -84,6 +90,8 @@ impl Decoder {
                 });
             }
             STDIN_END => on(Event::StdinEnd),
+            CLEANUP => on(Event::Cleanup),
+            DONE => on(Event::Done),
             _ => {}
         }
         self.have = 0;
@@ -98,6 +106,9 @@ pub struct Client {
     /// The first client ever: with --stdin-once its stdin is the container's.
     pub first: bool,
     pub dead: bool,
+    /// It sent CLEANUP, and then DONE.
+    pub cleans_up: bool,
+    pub done: bool,
 }
 
 impl Client {
@@ -108,7 +119,14 @@ impl Client {
             reading: true,
             first,
             dead: false,
+            cleans_up: false,
+            done: false,
         }
+    }
+
+    /// Connected, still reading, and it will clean up after the exit.
+    pub fn will_clean_up(&self) -> bool {
+        self.cleans_up && self.reading && !self.dead
     }
 
     /// Sends one frame, or marks the client dead if it cannot take it now (docs: a slow

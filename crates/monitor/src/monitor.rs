@@ -385,12 +385,45 @@ impl Monitor {
         if let Err(e) = write_exit_file(code, finished_at) {
             note(&format!("write exit file: {e}"));
         }
-        self.run_exit_command();
         let code = code.to_string();
-        for c in &mut self.clients {
-            c.send(attach::EXIT, code.as_bytes());
+        if self.clients.iter().any(|c| c.will_clean_up()) {
+            // The attached CLI does the exit command's work itself (it is running and has
+            // the store open already): it gets the status first, and the exit command
+            // runs only if it goes away without saying it is done.
+            for c in &mut self.clients {
+                c.send(attach::EXIT, code.as_bytes());
+            }
+            if !self.wait_for_cleanup() {
+                self.run_exit_command();
+            }
+        } else {
+            self.run_exit_command();
+            for c in &mut self.clients {
+                c.send(attach::EXIT, code.as_bytes());
+            }
         }
         self.close();
+    }
+
+    /// Serves until a client that took the cleanup on says DONE (true), or none that
+    /// could is left, or the exit command's time limit passes (false).
+    fn wait_for_cleanup(&mut self) -> bool {
+        let deadline = Instant::now() + EXIT_COMMAND_WAIT;
+        loop {
+            if self.clients.iter().any(|c| c.cleans_up && c.done) {
+                return true;
+            }
+            if !self.clients.iter().any(|c| c.will_clean_up()) {
+                return false;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                note("the attached client did not finish the cleanup in 60 s");
+                return false;
+            };
+            if self.turn(Some(left)).is_err() {
+                return false;
+            }
+        }
     }
 
     fn run_exit_command(&mut self) {

@@ -254,6 +254,8 @@ impl Monitor {
                 }
             }
             Event::StdinEnd => stdin_ended = true,
+            Event::Cleanup => c.cleans_up = true,
+            Event::Done => c.done = true,
         });
         if stdin_ended && c.first {
             self.end_stdin_once();
