@@ -862,6 +862,20 @@ pub fn inspect(app: &App, a: &InspectArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `Config.Hostname`: `-h`, else the host's name with `--network host`, else the short ID.
+fn hostname(c: &Container) -> String {
+    let run = &c.options.run;
+    if let Some(h) = &run.hostname {
+        return h.clone();
+    }
+    if run.network == engine::flags::NetworkMode::Host {
+        if let Ok(h) = nix::unistd::gethostname() {
+            return h.to_string_lossy().into_owned();
+        }
+    }
+    c.id[..12].to_string()
+}
+
 /// Docker's `ContainerJSON` for the fields berth has.
 pub fn inspect_value(engine: &Engine, c: &Container) -> Value {
     let run = &c.options.run;
@@ -925,7 +939,7 @@ pub fn inspect_value(engine: &Engine, c: &Container) -> Value {
         },
         "Mounts": crate::volumes::container_mounts(engine, c),
         "Config": {
-            "Hostname": run.hostname.clone().unwrap_or_else(|| c.id[..12].to_string()),
+            "Hostname": hostname(c),
             "User": run.user.clone().unwrap_or_default(),
             "Tty": run.tty,
             "OpenStdin": run.interactive,

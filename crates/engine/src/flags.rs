@@ -1252,11 +1252,8 @@ impl RunOptions {
                 )));
             }
         }
-        if self.hostname.is_some() && self.network == NetworkMode::Host {
-            return Err(invalid(
-                "conflicting options: hostname and the network mode",
-            ));
-        }
+        // `--network host` with `-h` is allowed: the container keeps a UTS namespace of
+        // its own (Docker refuses a host name only with `--network container:…`).
         if self.hostname.is_some() && self.uts_host {
             return Err(invalid("Conflicting options: hostname and the UTS mode"));
         }

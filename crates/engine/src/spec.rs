@@ -225,22 +225,22 @@ pub fn build_spec(
     serde_json::from_value(spec).map_err(SpecError::Generated)
 }
 
-/// `-h`, else the first 12 characters of the id; the host's name with `--network
-/// host`; none at all with `--uts host` (the host's UTS namespace is shared).
+/// `-h`; else the host's name with `--network host`, else the first 12 characters of
+/// the id; none at all with `--uts host` (the host's UTS namespace is shared). With
+/// `--network host -h NAME` the container's own UTS namespace gets NAME, as in Docker.
 fn hostname(opts: &RunOptions, ctx: &SpecContext) -> Option<String> {
     if opts.uts_host {
         return None;
+    }
+    if let Some(h) = &opts.hostname {
+        return Some(h.clone());
     }
     if opts.network == NetworkMode::Host {
         return nix::unistd::gethostname()
             .ok()
             .map(|h| h.to_string_lossy().into_owned());
     }
-    Some(
-        opts.hostname
-            .clone()
-            .unwrap_or_else(|| ctx.id.chars().take(12).collect()),
-    )
+    Some(ctx.id.chars().take(12).collect())
 }
 
 /// Docker's rules: a command replaces the image's Cmd; `--entrypoint` replaces the
@@ -1317,6 +1317,18 @@ mod tests {
             .into_owned();
         assert_eq!(s["hostname"], me);
         assert_eq!(find_mount(&s, "/dev/shm")["type"], "bind");
+        let named = RunOptions {
+            network: NetworkMode::Host,
+            hostname: Some("box".into()),
+            ..Default::default()
+        };
+        let s = build(&image(), &named).unwrap();
+        assert_eq!(s["hostname"], "box");
+        assert!(s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "uts"));
         // With host networking the engine's resolv.conf copy is still bound.
         assert!(dests(&s).contains(&"/etc/resolv.conf".to_string()));
         let other = RunOptions {
