@@ -172,6 +172,8 @@ impl Engine {
             }
         }
         let runtime = resolve_runtime(opts.runtime.as_deref().unwrap_or(&self.default_runtime))?;
+        let config = self.read_image_config(image)?;
+        crate::spec::check_create(&config["config"], &opts.run)?;
         let id = names::new_id();
         let dir = self.container_dir(&id);
         for sub in ["upper", "work", "rootfs"] {
@@ -279,13 +281,7 @@ impl Engine {
         }
         .map_err(image::images::ImageError::from)?;
 
-        let config = self
-            .images
-            .blobs
-            .read(&image)
-            .map_err(image::images::ImageError::from)?;
-        let config: serde_json::Value = serde_json::from_slice(&config)
-            .map_err(|e| EngineError::Other(format!("image {image}: config is not JSON: {e}")))?;
+        let config = self.read_image_config(&image)?;
         // Torn down on any error below; kept once the monitor runs.
         let net = self.network_attach(c, &config["config"])?;
         let etc_files = etc::write(&dir, c, net.as_ref().map(|n| n.address))?;
@@ -826,6 +822,17 @@ impl Engine {
             .map_err(|e| EngineError::Other(format!("cannot {action} container {}: {e}", c.id)))?;
         self.store.transition(&c.id, &[want], to)?;
         Ok(())
+    }
+
+    /// The image's config blob as JSON.
+    fn read_image_config(&self, image: &Digest) -> Result<serde_json::Value> {
+        let config = self
+            .images
+            .blobs
+            .read(image)
+            .map_err(image::images::ImageError::from)?;
+        serde_json::from_slice(&config)
+            .map_err(|e| EngineError::Other(format!("image {image}: config is not JSON: {e}")))
     }
 
     fn image_config(&self, c: &Container) -> crate::spec::ImageConfig {

@@ -225,6 +225,19 @@ pub fn build_spec(
     serde_json::from_value(spec).map_err(SpecError::Generated)
 }
 
+/// The daemon's checks at `docker create` that need the image but not the container's
+/// files: something to run, and an absolute working directory. (`build_spec` makes them
+/// again at start; these make `create` fail as Docker's does, with nothing left behind.)
+pub fn check_create(image_config: &Value, opts: &RunOptions) -> Result<(), SpecError> {
+    let image = ImageConfig::from_value(image_config)?;
+    let (entrypoint, cmd) = entrypoint_and_cmd(&image, opts);
+    if entrypoint.is_empty() && cmd.is_empty() {
+        return Err(SpecError::NoCommand);
+    }
+    cwd(&image, opts)?;
+    Ok(())
+}
+
 /// `-h`; else the host's name with `--network host`, else the first 12 characters of
 /// the id; none at all with `--uts host` (the host's UTS namespace is shared). With
 /// `--network host -h NAME` the container's own UTS namespace gets NAME, as in Docker.
@@ -1292,6 +1305,39 @@ mod tests {
         assert!(s["linux"]["resources"]
             .get("pids")
             .is_none_or(Value::is_null));
+    }
+
+    #[test]
+    fn create_checks_the_command_and_working_directory() {
+        let entry = json!({"config": {"Entrypoint": ["echo"], "Cmd": ["hi"]}});
+        assert!(check_create(&entry, &RunOptions::default()).is_ok());
+        let cleared = RunOptions {
+            entrypoint: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_create(&entry, &cleared).unwrap_err().to_string(),
+            "No command specified"
+        );
+        let with_command = RunOptions {
+            command: vec!["true".into()],
+            ..cleared
+        };
+        assert!(check_create(&entry, &with_command).is_ok());
+        assert_eq!(
+            check_create(&json!({"config": {}}), &RunOptions::default())
+                .unwrap_err()
+                .to_string(),
+            "No command specified"
+        );
+        let relative = RunOptions {
+            workdir: Some("rel".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_create(&image(), &relative).unwrap_err().to_string(),
+            "the working directory 'rel' is invalid, it needs to be an absolute path"
+        );
     }
 
     #[test]
