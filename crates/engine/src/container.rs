@@ -161,7 +161,7 @@ impl Engine {
 
     /// `docker create`: checks the options, records the container and makes its
     /// directories. Nothing runs yet; nothing is left behind on error.
-    pub fn create(&self, opts: CreateOptions, image: &Digest) -> Result<Container> {
+    pub fn create(&self, mut opts: CreateOptions, image: &Digest) -> Result<Container> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         opts.run.validate(cpus)?;
         opts.run.check_bind_sources()?;
@@ -174,6 +174,17 @@ impl Engine {
         let runtime = resolve_runtime(opts.runtime.as_deref().unwrap_or(&self.default_runtime))?;
         let config = self.read_image_config(image)?;
         crate::spec::check_create(&config["config"], &opts.run)?;
+        // Docker's Config.Labels: the image's, then the user's over them.
+        if let Some(labels) = config["config"]["Labels"].as_object() {
+            for (k, v) in labels {
+                if let Some(v) = v.as_str() {
+                    opts.run
+                        .labels
+                        .entry(k.clone())
+                        .or_insert_with(|| v.to_string());
+                }
+            }
+        }
         let id = names::new_id();
         let dir = self.container_dir(&id);
         for sub in ["upper", "work", "rootfs"] {

@@ -64,8 +64,8 @@ pub struct RunOptions {
     pub command: Vec<String>,
     /// `-h`.
     pub hostname: Option<String>,
-    /// `-l`, `--label-file`. Docker keeps labels in the container's config, not in
-    /// config.json; the store will hold them.
+    /// `-l`, `--label-file`; at create the engine adds the image's labels the user did
+    /// not set (Docker's `Config.Labels`). Kept in the store, not in config.json.
     pub labels: BTreeMap<String, String>,
     /// `-v`, `--mount`, `--tmpfs`, in the order given.
     pub mounts: Vec<MountSpec>,
