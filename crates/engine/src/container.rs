@@ -166,6 +166,14 @@ impl Engine {
         opts.run.validate(cpus)?;
         opts.run.check_bind_sources()?;
         self.network_check(&opts.run)?;
+        for (requested, what, file) in [
+            (&opts.run.cpuset_cpus, "CPUs", "cpus"),
+            (&opts.run.cpuset_mems, "memory nodes", "mems"),
+        ] {
+            if let (Some(requested), Some(available)) = (requested, host_cpuset(file)) {
+                crate::flags::check_cpuset_available(requested, &available, what)?;
+            }
+        }
         if let Some(name) = &opts.name {
             if !names::valid_name(name) {
                 return Err(EngineError::InvalidName(name.clone()));
@@ -1140,6 +1148,27 @@ impl Pidfd {
             }
         }
     }
+}
+
+/// What containers may be given of `cpus` or `mems`: the cpuset hierarchy's root (v1),
+/// or cgroup2's effective set, as the daemon reads it. `None` without a cpuset.
+fn host_cpuset(file: &str) -> Option<String> {
+    let layout = cgroups::Layout::detect().ok()?;
+    let path = match layout
+        .v1
+        .iter()
+        .find(|h| h.controllers.iter().any(|c| c == "cpuset"))
+    {
+        Some(h) => h.mountpoint.join(format!("cpuset.{file}")),
+        None => layout
+            .unified?
+            .mountpoint
+            .join(format!("cpuset.{file}.effective")),
+    };
+    fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Docker's cgroup parent is `/docker`; ours is `/berth`.

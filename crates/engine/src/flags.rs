@@ -446,6 +446,42 @@ pub fn parse_cpuset(value: &str, what: &str) -> Result<String, FlagError> {
     }
 }
 
+/// The daemon's check at create that `--cpuset-cpus` (`what` = "CPUs") or
+/// `--cpuset-mems` ("memory nodes") names only what the host's cgroup offers:
+/// `available` in the kernel's list format (`0-3,8`).
+pub fn check_cpuset_available(
+    requested: &str,
+    available: &str,
+    what: &str,
+) -> Result<(), FlagError> {
+    let ranges = |list: &str| -> Option<Vec<(u32, u32)>> {
+        list.trim()
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(|part| {
+                let (a, b) = part.split_once('-').unwrap_or((part, part));
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect()
+    };
+    let have = ranges(available).unwrap_or_default();
+    let offered = |n: u32| have.iter().any(|&(a, b)| a <= n && n <= b);
+    // Stops at the first number not offered, so a huge range costs no more than the
+    // host has CPUs.
+    let all_offered = ranges(requested)
+        .unwrap_or_default()
+        .iter()
+        .all(|&(a, b)| (a..=b).all(offered));
+    if all_offered {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "Requested {what} are not available - requested {requested}, available: {}",
+            available.trim()
+        )))
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Environment and labels
 
@@ -1377,6 +1413,23 @@ mod tests {
         for (got, want) in cases {
             assert_eq!(got.unwrap_err().to_string(), want);
         }
+    }
+
+    #[test]
+    fn cpusets_must_be_available() {
+        assert!(check_cpuset_available("0", "0-1", "CPUs").is_ok());
+        assert!(check_cpuset_available("0-1,3", "0-1,3-7", "CPUs").is_ok());
+        assert_eq!(
+            check_cpuset_available("1-2", "0-1\n", "CPUs")
+                .unwrap_err()
+                .to_string(),
+            "Requested CPUs are not available - requested 1-2, available: 0-1"
+        );
+        assert!(check_cpuset_available("0-4294967295", "0-1", "CPUs").is_err());
+        assert!(check_cpuset_available("1", "0", "memory nodes")
+            .unwrap_err()
+            .to_string()
+            .starts_with("Requested memory nodes are not available"));
     }
 
     #[test]
