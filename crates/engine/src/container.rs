@@ -307,6 +307,7 @@ impl Engine {
         let users = RootfsUsers::open(&rootfs).map_err(crate::spec::SpecError::from)?;
         let wants = volumes::wanted(&c.options.run, &volumes::image_volumes(&config));
         let (volumes, anonymous) = self.volumes.prepare(&c.id, &wants, &rootfs)?;
+        make_bind_sources(&c.options.run)?;
         let ctx = SpecContext {
             rootfs: rootfs.clone(),
             id: c.id.clone(),
@@ -1148,6 +1149,24 @@ impl Pidfd {
             }
         }
     }
+}
+
+/// `-v /host:/ctr` makes a missing host directory (root's, 0755), as Docker does at each
+/// start; `--mount type=bind` refuses a missing source at create instead.
+fn make_bind_sources(run: &crate::flags::RunOptions) -> Result<()> {
+    for m in &run.mounts {
+        if let crate::flags::MountSpec::Bind {
+            source,
+            must_exist: false,
+            ..
+        } = m
+        {
+            if fs::symlink_metadata(source).is_err() {
+                fs::create_dir_all(source).map_err(io("creating the bind source", source))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What containers may be given of `cpus` or `mems`: the cpuset hierarchy's root (v1),

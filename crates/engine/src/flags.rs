@@ -1306,7 +1306,7 @@ impl RunOptions {
     }
 
     /// Host-side checks Docker makes when the container is created: `--mount` bind
-    /// sources must exist (`-v` sources are created by the engine instead).
+    /// sources must exist (`-v` sources are made at start instead: `make_bind_sources`).
     pub fn check_bind_sources(&self) -> Result<(), FlagError> {
         for m in &self.mounts {
             if let MountSpec::Bind {
