@@ -339,27 +339,36 @@ fn open_cidfile(path: &std::path::Path) -> Result<std::fs::File> {
         })
 }
 
-/// The image by name or ID; with `--pull missing` (the default) pulled if absent.
+/// The image by name or ID; with `--pull missing` (the default) pulled if absent, or if
+/// the local one is not of the `--platform` asked for (as Docker does).
 fn find_or_pull(engine: &Engine, flags: &RunFlags, name: &str) -> Result<image::digest::Digest> {
     let pull = flags.pull_policy().map_err(|e| code(125, e))?;
-    if pull != PullPolicy::Always {
-        if let Ok(row) = engine.images.meta.resolve(name) {
-            return Ok(row.id);
-        }
-        if pull == PullPolicy::Never {
-            return Err(code(125, format!("No such image: {name}")));
-        }
-    }
-    let reference = image::reference::Reference::parse(name).map_err(|e| code(125, e))?;
-    if pull != PullPolicy::Always {
-        eprintln!("Unable to find image '{}' locally", reference.familiar());
-    }
     let platform = flags
         .platform
         .as_deref()
         .map(image::manifest::parse_platform)
         .transpose()
         .map_err(|e| code(125, e))?;
+    if pull != PullPolicy::Always {
+        match engine.images.meta.resolve(name) {
+            Ok(row) => match (&platform, image_platform(engine, &row.id)) {
+                (Some(want), Some(have)) if !platform_matches(want, &have) => {
+                    if pull == PullPolicy::Never {
+                        return Err(code(125, format!("image with reference {name} was found but does not match the specified platform: wanted {want}, actual: {have}")));
+                    }
+                }
+                _ => return Ok(row.id),
+            },
+            Err(_) if pull == PullPolicy::Never => {
+                return Err(code(125, format!("No such image: {name}")));
+            }
+            Err(_) => {}
+        }
+    }
+    let reference = image::reference::Reference::parse(name).map_err(|e| code(125, e))?;
+    if pull != PullPolicy::Always {
+        eprintln!("Unable to find image '{}' locally", reference.familiar());
+    }
     let quiet = flags.quiet;
     let display = crate::progress::Display::new(crate::progress::Mode::pick(quiet), false);
     let row = registry::pull(
@@ -372,6 +381,30 @@ fn find_or_pull(engine: &Engine, flags: &RunFlags, name: &str) -> Result<image::
     .map_err(|e| code(125, e))?;
     display.finish();
     Ok(row.id)
+}
+
+/// The platform an image's config says it is for; `None` if it does not say.
+fn image_platform(
+    engine: &Engine,
+    id: &image::digest::Digest,
+) -> Option<image::manifest::Platform> {
+    let blob = engine.images.blobs.read(id).ok()?;
+    let config: Value = serde_json::from_slice(&blob).ok()?;
+    let os = config["os"].as_str().filter(|s| !s.is_empty())?;
+    let arch = config["architecture"].as_str().filter(|s| !s.is_empty())?;
+    let text = match config["variant"].as_str().filter(|s| !s.is_empty()) {
+        Some(variant) => format!("{os}/{arch}/{variant}"),
+        None => format!("{os}/{arch}"),
+    };
+    image::manifest::parse_platform(&text).ok()
+}
+
+/// containerd's platforms.Only, for one platform: OS and architecture equal, and the
+/// variants too where both name one.
+fn platform_matches(want: &image::manifest::Platform, have: &image::manifest::Platform) -> bool {
+    want.os == have.os
+        && want.architecture == have.architecture
+        && (want.variant.is_none() || have.variant.is_none() || want.variant == have.variant)
 }
 
 pub fn create(app: &App, a: &RunArgs) -> Result<i32> {
