@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use engine::container::{Engine, EngineError};
 use engine::store::{Container, State};
 use serde_json::{json, Map, Value};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 pub fn open_engine(app: &App) -> Result<Engine> {
@@ -415,6 +415,12 @@ pub fn create(app: &App, a: &RunArgs) -> Result<i32> {
 }
 
 pub fn run(app: &App, a: &RunArgs) -> Result<i32> {
+    // The docker CLI's check, before anything is created: a terminal in the container
+    // fed from ours needs ours to be one (exit 1, as docker's).
+    let f = &a.flags;
+    if f.tty && f.interactive && !f.detach && !std::io::stdin().is_terminal() {
+        bail!("the input device is not a TTY");
+    }
     let engine = open_engine(app).map_err(|e| code(125, e))?;
     let c = create_container(&engine, a)?;
     if a.flags.detach {
