@@ -467,7 +467,6 @@ pub fn start(app: &App, a: &StartArgs) -> Result<i32> {
             if c.state.is_live() {
                 return Ok(());
             }
-            engine.store.set_stopped(&c.id, false)?;
             engine.start(&c, false)?.wait().map(|_| ())
         });
         match result {
@@ -524,7 +523,6 @@ pub fn restart(app: &App, a: &StopArgs) -> Result<i32> {
         let c = engine.find(name)?;
         engine.stop(&c, a.time)?;
         let c = engine.find(name)?;
-        engine.store.set_stopped(&c.id, false)?;
         engine.start(&c, false)?.wait()?;
         Ok(Some(name.to_string()))
     })

@@ -249,7 +249,8 @@ impl Engine {
     /// caller connects, then calls [`Starting::wait`]).
     pub fn start(&self, c: &Container, attach: bool) -> Result<Starting<'_>> {
         let from = [State::Created, State::Exited, State::Restarting];
-        if !self.store.transition(&c.id, &from, State::Starting)? {
+        // A start by the user forgets an earlier `stop`: the restart policy applies again.
+        if !self.store.begin_start(&c.id, &from)? {
             let now = self.find(&c.id)?;
             return Err(EngineError::Busy {
                 id: c.id.clone(),
@@ -262,6 +263,12 @@ impl Engine {
         } else {
             State::Exited
         };
+        self.begin(c, attach, back)
+    }
+
+    /// The start of a container already recorded as `starting`; `back` is the state a
+    /// failure returns it to.
+    fn begin(&self, c: &Container, attach: bool, back: State) -> Result<Starting<'_>> {
         match self.spawn(c, attach) {
             Ok(sync) => Ok(Starting {
                 engine: self,
@@ -548,16 +555,25 @@ impl Engine {
     /// `docker stop`: the stop signal, then SIGKILL after `timeout` seconds (-1: wait
     /// forever). Stopping a stopped container is not an error.
     pub fn stop(&self, c: &Container, timeout: Option<i64>) -> Result<()> {
-        let c = self.reconcile(c.clone())?;
-        if c.state == State::Restarting {
-            // Between two runs: the pending restart sees `stopped` and gives up.
-            self.store.set_stopped(&c.id, true)?;
-            return Ok(());
-        }
-        if !c.state.is_live() {
-            return Ok(());
-        }
+        // Recorded before the state is read. A restart the policy has not begun yet sees
+        // it and gives up (`cleanup`: exited, restarting); one it has begun is found
+        // starting or running here, and stopped.
         self.store.set_stopped(&c.id, true)?;
+        let now = self.settled(&c.id)?;
+        if now.state == State::Restarting {
+            // Between two runs: exited at once, not when the back-off ends.
+            self.store
+                .transition(&now.id, &[State::Restarting], State::Exited)?;
+            return Ok(());
+        }
+        if !now.state.is_live() {
+            return Ok(());
+        }
+        // The caller's options: `stop --signal` replaces the stop signal.
+        let c = Container {
+            options: c.options.clone(),
+            ..now
+        };
         if c.state == State::Paused {
             let _ = self.runtime(&c, &["resume"]);
         }
@@ -585,6 +601,19 @@ impl Engine {
             )));
         }
         Ok(())
+    }
+
+    /// The container as recorded once a start in progress is over (running, or failed);
+    /// after 30 s, as it is.
+    fn settled(&self, id: &str) -> Result<Container> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = self.reconcile(self.find(id)?)?;
+            if c.state != State::Starting || Instant::now() >= deadline {
+                return Ok(c);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits until the container's monitor is gone (its exit recorded and cleaned up).
@@ -707,14 +736,16 @@ impl Engine {
             self.store
                 .transition(id, &[State::Exited], State::Restarting)?;
             std::thread::sleep(delay);
-            let now = self.find(id)?;
-            if now.state != State::Restarting || now.stopped {
+            // A stop recorded by now cancels the restart; one recorded after this update
+            // finds the container starting, and stops it (`stop`).
+            if !self.store.begin_restart(id)? {
                 self.store
                     .transition(id, &[State::Restarting], State::Exited)?;
                 return Ok(());
             }
             self.store.bump_restart_count(id)?;
-            self.start(&now, false)?.wait()?;
+            let now = self.find(id)?;
+            self.begin(&now, false, State::Exited)?.wait()?;
         }
         Ok(())
     }
