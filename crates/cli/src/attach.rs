@@ -118,14 +118,21 @@ pub fn run_attached(engine: &Engine, c: &Container, sig_proxy: bool) -> Result<i
         let mut err = std::io::stderr();
         attach::pump_output(&mut reader, &mut out, &mut err)
     });
-    if let Err(e) = starting.wait() {
-        let _ = sock.shutdown(std::net::Shutdown::Both);
-        let _ = pump.join();
-        drop(raw);
-        return Err(start_failed(engine, c, e));
-    }
+    let running = match starting.wait() {
+        Ok(running) => running,
+        Err(e) => {
+            let _ = sock.shutdown(std::net::Shutdown::Both);
+            let _ = pump.join();
+            drop(raw);
+            return Err(start_failed(engine, c, e));
+        }
+    };
     let result = pump.join();
     drop(raw);
+    // The monitor sends the status after the exit command (cleanup, `--rm`) has run,
+    // then closes up and exits: once we return, nothing of the run is left, as with
+    // docker, whose `run --rm` returns once the container is removed.
+    engine.wait_monitor(&running, Some(Duration::from_secs(2)));
     match result {
         Ok(Ok(Some(code))) => {
             // Failing, it says nothing: without DONE the monitor runs the exit command,

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use engine::container::{Engine, EngineError};
 use engine::store::{Container, State};
 use serde_json::{json, Map, Value};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 pub fn open_engine(app: &App) -> Result<Engine> {
@@ -339,27 +339,36 @@ fn open_cidfile(path: &std::path::Path) -> Result<std::fs::File> {
         })
 }
 
-/// The image by name or ID; with `--pull missing` (the default) pulled if absent.
+/// The image by name or ID; with `--pull missing` (the default) pulled if absent, or if
+/// the local one is not of the `--platform` asked for (as Docker does).
 fn find_or_pull(engine: &Engine, flags: &RunFlags, name: &str) -> Result<image::digest::Digest> {
     let pull = flags.pull_policy().map_err(|e| code(125, e))?;
-    if pull != PullPolicy::Always {
-        if let Ok(row) = engine.images.meta.resolve(name) {
-            return Ok(row.id);
-        }
-        if pull == PullPolicy::Never {
-            return Err(code(125, format!("No such image: {name}")));
-        }
-    }
-    let reference = image::reference::Reference::parse(name).map_err(|e| code(125, e))?;
-    if pull != PullPolicy::Always {
-        eprintln!("Unable to find image '{}' locally", reference.familiar());
-    }
     let platform = flags
         .platform
         .as_deref()
         .map(image::manifest::parse_platform)
         .transpose()
         .map_err(|e| code(125, e))?;
+    if pull != PullPolicy::Always {
+        match engine.images.meta.resolve(name) {
+            Ok(row) => match (&platform, image_platform(engine, &row.id)) {
+                (Some(want), Some(have)) if !platform_matches(want, &have) => {
+                    if pull == PullPolicy::Never {
+                        return Err(code(125, format!("image with reference {name} was found but does not match the specified platform: wanted {want}, actual: {have}")));
+                    }
+                }
+                _ => return Ok(row.id),
+            },
+            Err(_) if pull == PullPolicy::Never => {
+                return Err(code(125, format!("No such image: {name}")));
+            }
+            Err(_) => {}
+        }
+    }
+    let reference = image::reference::Reference::parse(name).map_err(|e| code(125, e))?;
+    if pull != PullPolicy::Always {
+        eprintln!("Unable to find image '{}' locally", reference.familiar());
+    }
     let quiet = flags.quiet;
     let display = crate::progress::Display::new(crate::progress::Mode::pick(quiet), false);
     let row = registry::pull(
@@ -374,6 +383,30 @@ fn find_or_pull(engine: &Engine, flags: &RunFlags, name: &str) -> Result<image::
     Ok(row.id)
 }
 
+/// The platform an image's config says it is for; `None` if it does not say.
+fn image_platform(
+    engine: &Engine,
+    id: &image::digest::Digest,
+) -> Option<image::manifest::Platform> {
+    let blob = engine.images.blobs.read(id).ok()?;
+    let config: Value = serde_json::from_slice(&blob).ok()?;
+    let os = config["os"].as_str().filter(|s| !s.is_empty())?;
+    let arch = config["architecture"].as_str().filter(|s| !s.is_empty())?;
+    let text = match config["variant"].as_str().filter(|s| !s.is_empty()) {
+        Some(variant) => format!("{os}/{arch}/{variant}"),
+        None => format!("{os}/{arch}"),
+    };
+    image::manifest::parse_platform(&text).ok()
+}
+
+/// containerd's platforms.Only, for one platform: OS and architecture equal, and the
+/// variants too where both name one.
+fn platform_matches(want: &image::manifest::Platform, have: &image::manifest::Platform) -> bool {
+    want.os == have.os
+        && want.architecture == have.architecture
+        && (want.variant.is_none() || have.variant.is_none() || want.variant == have.variant)
+}
+
 pub fn create(app: &App, a: &RunArgs) -> Result<i32> {
     let engine = open_engine(app).map_err(|e| code(125, e))?;
     let c = create_container(&engine, a)?;
@@ -382,6 +415,12 @@ pub fn create(app: &App, a: &RunArgs) -> Result<i32> {
 }
 
 pub fn run(app: &App, a: &RunArgs) -> Result<i32> {
+    // The docker CLI's check, before anything is created: a terminal in the container
+    // fed from ours needs ours to be one (exit 1, as docker's).
+    let f = &a.flags;
+    if f.tty && f.interactive && !f.detach && !std::io::stdin().is_terminal() {
+        bail!("the input device is not a TTY");
+    }
     let engine = open_engine(app).map_err(|e| code(125, e))?;
     let c = create_container(&engine, a)?;
     if a.flags.detach {
@@ -428,7 +467,6 @@ pub fn start(app: &App, a: &StartArgs) -> Result<i32> {
             if c.state.is_live() {
                 return Ok(());
             }
-            engine.store.set_stopped(&c.id, false)?;
             engine.start(&c, false)?.wait().map(|_| ())
         });
         match result {
@@ -485,7 +523,6 @@ pub fn restart(app: &App, a: &StopArgs) -> Result<i32> {
         let c = engine.find(name)?;
         engine.stop(&c, a.time)?;
         let c = engine.find(name)?;
-        engine.store.set_stopped(&c.id, false)?;
         engine.start(&c, false)?.wait()?;
         Ok(Some(name.to_string()))
     })
@@ -862,6 +899,20 @@ pub fn inspect(app: &App, a: &InspectArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `Config.Hostname`: `-h`, else the host's name with `--network host`, else the short ID.
+fn hostname(c: &Container) -> String {
+    let run = &c.options.run;
+    if let Some(h) = &run.hostname {
+        return h.clone();
+    }
+    if run.network == engine::flags::NetworkMode::Host {
+        if let Ok(h) = nix::unistd::gethostname() {
+            return h.to_string_lossy().into_owned();
+        }
+    }
+    c.id[..12].to_string()
+}
+
 /// Docker's `ContainerJSON` for the fields berth has.
 pub fn inspect_value(engine: &Engine, c: &Container) -> Value {
     let run = &c.options.run;
@@ -925,7 +976,7 @@ pub fn inspect_value(engine: &Engine, c: &Container) -> Value {
         },
         "Mounts": crate::volumes::container_mounts(engine, c),
         "Config": {
-            "Hostname": run.hostname.clone().unwrap_or_else(|| c.id[..12].to_string()),
+            "Hostname": hostname(c),
             "User": run.user.clone().unwrap_or_default(),
             "Tty": run.tty,
             "OpenStdin": run.interactive,

@@ -161,17 +161,38 @@ impl Engine {
 
     /// `docker create`: checks the options, records the container and makes its
     /// directories. Nothing runs yet; nothing is left behind on error.
-    pub fn create(&self, opts: CreateOptions, image: &Digest) -> Result<Container> {
+    pub fn create(&self, mut opts: CreateOptions, image: &Digest) -> Result<Container> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         opts.run.validate(cpus)?;
         opts.run.check_bind_sources()?;
         self.network_check(&opts.run)?;
+        for (requested, what, file) in [
+            (&opts.run.cpuset_cpus, "CPUs", "cpus"),
+            (&opts.run.cpuset_mems, "memory nodes", "mems"),
+        ] {
+            if let (Some(requested), Some(available)) = (requested, host_cpuset(file)) {
+                crate::flags::check_cpuset_available(requested, &available, what)?;
+            }
+        }
         if let Some(name) = &opts.name {
             if !names::valid_name(name) {
                 return Err(EngineError::InvalidName(name.clone()));
             }
         }
         let runtime = resolve_runtime(opts.runtime.as_deref().unwrap_or(&self.default_runtime))?;
+        let config = self.read_image_config(image)?;
+        crate::spec::check_create(&config["config"], &opts.run)?;
+        // Docker's Config.Labels: the image's, then the user's over them.
+        if let Some(labels) = config["config"]["Labels"].as_object() {
+            for (k, v) in labels {
+                if let Some(v) = v.as_str() {
+                    opts.run
+                        .labels
+                        .entry(k.clone())
+                        .or_insert_with(|| v.to_string());
+                }
+            }
+        }
         let id = names::new_id();
         let dir = self.container_dir(&id);
         for sub in ["upper", "work", "rootfs"] {
@@ -228,7 +249,8 @@ impl Engine {
     /// caller connects, then calls [`Starting::wait`]).
     pub fn start(&self, c: &Container, attach: bool) -> Result<Starting<'_>> {
         let from = [State::Created, State::Exited, State::Restarting];
-        if !self.store.transition(&c.id, &from, State::Starting)? {
+        // A start by the user forgets an earlier `stop`: the restart policy applies again.
+        if !self.store.begin_start(&c.id, &from)? {
             let now = self.find(&c.id)?;
             return Err(EngineError::Busy {
                 id: c.id.clone(),
@@ -241,6 +263,12 @@ impl Engine {
         } else {
             State::Exited
         };
+        self.begin(c, attach, back)
+    }
+
+    /// The start of a container already recorded as `starting`; `back` is the state a
+    /// failure returns it to.
+    fn begin(&self, c: &Container, attach: bool, back: State) -> Result<Starting<'_>> {
         match self.spawn(c, attach) {
             Ok(sync) => Ok(Starting {
                 engine: self,
@@ -279,19 +307,14 @@ impl Engine {
         }
         .map_err(image::images::ImageError::from)?;
 
-        let config = self
-            .images
-            .blobs
-            .read(&image)
-            .map_err(image::images::ImageError::from)?;
-        let config: serde_json::Value = serde_json::from_slice(&config)
-            .map_err(|e| EngineError::Other(format!("image {image}: config is not JSON: {e}")))?;
+        let config = self.read_image_config(&image)?;
         // Torn down on any error below; kept once the monitor runs.
         let net = self.network_attach(c, &config["config"])?;
         let etc_files = etc::write(&dir, c, net.as_ref().map(|n| n.address))?;
         let users = RootfsUsers::open(&rootfs).map_err(crate::spec::SpecError::from)?;
         let wants = volumes::wanted(&c.options.run, &volumes::image_volumes(&config));
         let (volumes, anonymous) = self.volumes.prepare(&c.id, &wants, &rootfs)?;
+        make_bind_sources(&c.options.run)?;
         let ctx = SpecContext {
             rootfs: rootfs.clone(),
             id: c.id.clone(),
@@ -532,16 +555,25 @@ impl Engine {
     /// `docker stop`: the stop signal, then SIGKILL after `timeout` seconds (-1: wait
     /// forever). Stopping a stopped container is not an error.
     pub fn stop(&self, c: &Container, timeout: Option<i64>) -> Result<()> {
-        let c = self.reconcile(c.clone())?;
-        if c.state == State::Restarting {
-            // Between two runs: the pending restart sees `stopped` and gives up.
-            self.store.set_stopped(&c.id, true)?;
-            return Ok(());
-        }
-        if !c.state.is_live() {
-            return Ok(());
-        }
+        // Recorded before the state is read. A restart the policy has not begun yet sees
+        // it and gives up (`cleanup`: exited, restarting); one it has begun is found
+        // starting or running here, and stopped.
         self.store.set_stopped(&c.id, true)?;
+        let now = self.settled(&c.id)?;
+        if now.state == State::Restarting {
+            // Between two runs: exited at once, not when the back-off ends.
+            self.store
+                .transition(&now.id, &[State::Restarting], State::Exited)?;
+            return Ok(());
+        }
+        if !now.state.is_live() {
+            return Ok(());
+        }
+        // The caller's options: `stop --signal` replaces the stop signal.
+        let c = Container {
+            options: c.options.clone(),
+            ..now
+        };
         if c.state == State::Paused {
             let _ = self.runtime(&c, &["resume"]);
         }
@@ -569,6 +601,19 @@ impl Engine {
             )));
         }
         Ok(())
+    }
+
+    /// The container as recorded once a start in progress is over (running, or failed);
+    /// after 30 s, as it is.
+    fn settled(&self, id: &str) -> Result<Container> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = self.reconcile(self.find(id)?)?;
+            if c.state != State::Starting || Instant::now() >= deadline {
+                return Ok(c);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits until the container's monitor is gone (its exit recorded and cleaned up).
@@ -703,14 +748,16 @@ impl Engine {
             self.store
                 .transition(id, &[State::Exited], State::Restarting)?;
             std::thread::sleep(delay);
-            let now = self.find(id)?;
-            if now.state != State::Restarting || now.stopped {
+            // A stop recorded by now cancels the restart; one recorded after this update
+            // finds the container starting, and stops it (`stop`).
+            if !self.store.begin_restart(id)? {
                 self.store
                     .transition(id, &[State::Restarting], State::Exited)?;
                 return Ok(());
             }
             self.store.bump_restart_count(id)?;
-            self.start(&now, false)?.wait()?;
+            let now = self.find(id)?;
+            self.begin(&now, false, State::Exited)?.wait()?;
         }
         Ok(())
     }
@@ -838,6 +885,17 @@ impl Engine {
             .map_err(|e| EngineError::Other(format!("cannot {action} container {}: {e}", c.id)))?;
         self.store.transition(&c.id, &[want], to)?;
         Ok(())
+    }
+
+    /// The image's config blob as JSON.
+    fn read_image_config(&self, image: &Digest) -> Result<serde_json::Value> {
+        let config = self
+            .images
+            .blobs
+            .read(image)
+            .map_err(image::images::ImageError::from)?;
+        serde_json::from_slice(&config)
+            .map_err(|e| EngineError::Other(format!("image {image}: config is not JSON: {e}")))
     }
 
     fn image_config(&self, c: &Container) -> crate::spec::ImageConfig {
@@ -1134,6 +1192,45 @@ impl Pidfd {
             }
         }
     }
+}
+
+/// `-v /host:/ctr` makes a missing host directory (root's, 0755), as Docker does at each
+/// start; `--mount type=bind` refuses a missing source at create instead.
+fn make_bind_sources(run: &crate::flags::RunOptions) -> Result<()> {
+    for m in &run.mounts {
+        if let crate::flags::MountSpec::Bind {
+            source,
+            must_exist: false,
+            ..
+        } = m
+        {
+            if fs::symlink_metadata(source).is_err() {
+                fs::create_dir_all(source).map_err(io("creating the bind source", source))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What containers may be given of `cpus` or `mems`: the cpuset hierarchy's root (v1),
+/// or cgroup2's effective set, as the daemon reads it. `None` without a cpuset.
+fn host_cpuset(file: &str) -> Option<String> {
+    let layout = cgroups::Layout::detect().ok()?;
+    let path = match layout
+        .v1
+        .iter()
+        .find(|h| h.controllers.iter().any(|c| c == "cpuset"))
+    {
+        Some(h) => h.mountpoint.join(format!("cpuset.{file}")),
+        None => layout
+            .unified?
+            .mountpoint
+            .join(format!("cpuset.{file}.effective")),
+    };
+    fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Docker's cgroup parent is `/docker`; ours is `/berth`.

@@ -64,8 +64,8 @@ pub struct RunOptions {
     pub command: Vec<String>,
     /// `-h`.
     pub hostname: Option<String>,
-    /// `-l`, `--label-file`. Docker keeps labels in the container's config, not in
-    /// config.json; the store will hold them.
+    /// `-l`, `--label-file`; at create the engine adds the image's labels the user did
+    /// not set (Docker's `Config.Labels`). Kept in the store, not in config.json.
     pub labels: BTreeMap<String, String>,
     /// `-v`, `--mount`, `--tmpfs`, in the order given.
     pub mounts: Vec<MountSpec>,
@@ -442,6 +442,42 @@ pub fn parse_cpuset(value: &str, what: &str) -> Result<String, FlagError> {
     } else {
         Err(invalid(format!(
             "Invalid value {value} for cpuset {what}: invalid format: {value}"
+        )))
+    }
+}
+
+/// The daemon's check at create that `--cpuset-cpus` (`what` = "CPUs") or
+/// `--cpuset-mems` ("memory nodes") names only what the host's cgroup offers:
+/// `available` in the kernel's list format (`0-3,8`).
+pub fn check_cpuset_available(
+    requested: &str,
+    available: &str,
+    what: &str,
+) -> Result<(), FlagError> {
+    let ranges = |list: &str| -> Option<Vec<(u32, u32)>> {
+        list.trim()
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(|part| {
+                let (a, b) = part.split_once('-').unwrap_or((part, part));
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect()
+    };
+    let have = ranges(available).unwrap_or_default();
+    let offered = |n: u32| have.iter().any(|&(a, b)| a <= n && n <= b);
+    // Stops at the first number not offered, so a huge range costs no more than the
+    // host has CPUs.
+    let all_offered = ranges(requested)
+        .unwrap_or_default()
+        .iter()
+        .all(|&(a, b)| (a..=b).all(offered));
+    if all_offered {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "Requested {what} are not available - requested {requested}, available: {}",
+            available.trim()
         )))
     }
 }
@@ -1252,11 +1288,8 @@ impl RunOptions {
                 )));
             }
         }
-        if self.hostname.is_some() && self.network == NetworkMode::Host {
-            return Err(invalid(
-                "conflicting options: hostname and the network mode",
-            ));
-        }
+        // `--network host` with `-h` is allowed: the container keeps a UTS namespace of
+        // its own (Docker refuses a host name only with `--network container:…`).
         if self.hostname.is_some() && self.uts_host {
             return Err(invalid("Conflicting options: hostname and the UTS mode"));
         }
@@ -1273,7 +1306,7 @@ impl RunOptions {
     }
 
     /// Host-side checks Docker makes when the container is created: `--mount` bind
-    /// sources must exist (`-v` sources are created by the engine instead).
+    /// sources must exist (`-v` sources are made at start instead: `make_bind_sources`).
     pub fn check_bind_sources(&self) -> Result<(), FlagError> {
         for m in &self.mounts {
             if let MountSpec::Bind {
@@ -1380,6 +1413,23 @@ mod tests {
         for (got, want) in cases {
             assert_eq!(got.unwrap_err().to_string(), want);
         }
+    }
+
+    #[test]
+    fn cpusets_must_be_available() {
+        assert!(check_cpuset_available("0", "0-1", "CPUs").is_ok());
+        assert!(check_cpuset_available("0-1,3", "0-1,3-7", "CPUs").is_ok());
+        assert_eq!(
+            check_cpuset_available("1-2", "0-1\n", "CPUs")
+                .unwrap_err()
+                .to_string(),
+            "Requested CPUs are not available - requested 1-2, available: 0-1"
+        );
+        assert!(check_cpuset_available("0-4294967295", "0-1", "CPUs").is_err());
+        assert!(check_cpuset_available("1", "0", "memory nodes")
+            .unwrap_err()
+            .to_string()
+            .starts_with("Requested memory nodes are not available"));
     }
 
     #[test]

@@ -225,22 +225,35 @@ pub fn build_spec(
     serde_json::from_value(spec).map_err(SpecError::Generated)
 }
 
-/// `-h`, else the first 12 characters of the id; the host's name with `--network
-/// host`; none at all with `--uts host` (the host's UTS namespace is shared).
+/// The daemon's checks at `docker create` that need the image but not the container's
+/// files: something to run, and an absolute working directory. (`build_spec` makes them
+/// again at start; these make `create` fail as Docker's does, with nothing left behind.)
+pub fn check_create(image_config: &Value, opts: &RunOptions) -> Result<(), SpecError> {
+    let image = ImageConfig::from_value(image_config)?;
+    let (entrypoint, cmd) = entrypoint_and_cmd(&image, opts);
+    if entrypoint.is_empty() && cmd.is_empty() {
+        return Err(SpecError::NoCommand);
+    }
+    cwd(&image, opts)?;
+    Ok(())
+}
+
+/// `-h`; else the host's name with `--network host`, else the first 12 characters of
+/// the id; none at all with `--uts host` (the host's UTS namespace is shared). With
+/// `--network host -h NAME` the container's own UTS namespace gets NAME, as in Docker.
 fn hostname(opts: &RunOptions, ctx: &SpecContext) -> Option<String> {
     if opts.uts_host {
         return None;
+    }
+    if let Some(h) = &opts.hostname {
+        return Some(h.clone());
     }
     if opts.network == NetworkMode::Host {
         return nix::unistd::gethostname()
             .ok()
             .map(|h| h.to_string_lossy().into_owned());
     }
-    Some(
-        opts.hostname
-            .clone()
-            .unwrap_or_else(|| ctx.id.chars().take(12).collect()),
-    )
+    Some(ctx.id.chars().take(12).collect())
 }
 
 /// Docker's rules: a command replaces the image's Cmd; `--entrypoint` replaces the
@@ -1295,6 +1308,39 @@ mod tests {
     }
 
     #[test]
+    fn create_checks_the_command_and_working_directory() {
+        let entry = json!({"config": {"Entrypoint": ["echo"], "Cmd": ["hi"]}});
+        assert!(check_create(&entry, &RunOptions::default()).is_ok());
+        let cleared = RunOptions {
+            entrypoint: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_create(&entry, &cleared).unwrap_err().to_string(),
+            "No command specified"
+        );
+        let with_command = RunOptions {
+            command: vec!["true".into()],
+            ..cleared
+        };
+        assert!(check_create(&entry, &with_command).is_ok());
+        assert_eq!(
+            check_create(&json!({"config": {}}), &RunOptions::default())
+                .unwrap_err()
+                .to_string(),
+            "No command specified"
+        );
+        let relative = RunOptions {
+            workdir: Some("rel".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_create(&image(), &relative).unwrap_err().to_string(),
+            "the working directory 'rel' is invalid, it needs to be an absolute path"
+        );
+    }
+
+    #[test]
     fn namespaces_and_network() {
         let host = RunOptions {
             network: NetworkMode::Host,
@@ -1317,6 +1363,18 @@ mod tests {
             .into_owned();
         assert_eq!(s["hostname"], me);
         assert_eq!(find_mount(&s, "/dev/shm")["type"], "bind");
+        let named = RunOptions {
+            network: NetworkMode::Host,
+            hostname: Some("box".into()),
+            ..Default::default()
+        };
+        let s = build(&image(), &named).unwrap();
+        assert_eq!(s["hostname"], "box");
+        assert!(s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "uts"));
         // With host networking the engine's resolv.conf copy is still bound.
         assert!(dests(&s).contains(&"/etc/resolv.conf".to_string()));
         let other = RunOptions {

@@ -326,6 +326,41 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// A start the user asked for: `from` → `starting`, and an earlier stop forgotten in
+    /// the same update (so a stop that comes after it is never lost). False if the
+    /// container was in none of the `from` states.
+    pub fn begin_start(&self, id: &str, from: &[State]) -> Result<bool> {
+        let list: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let placeholders = (0..list.len())
+            .map(|i| format!("?{}", i + 2))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "UPDATE containers SET state = 'starting', stopped = 0
+             WHERE id = ?1 AND state IN ({placeholders})"
+        );
+        let values = std::iter::once(id).chain(list.iter().copied());
+        let n = self
+            .conn()
+            .execute(&sql, rusqlite::params_from_iter(values))
+            .map_err(db(&self.path, "starting a container"))?;
+        Ok(n == 1)
+    }
+
+    /// The restart policy's start: `restarting` → `starting` unless a stop has been
+    /// recorded, checked in the same update. False if stopped (or no longer restarting).
+    pub fn begin_restart(&self, id: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE containers SET state = 'starting'
+                 WHERE id = ?1 AND state = 'restarting' AND stopped = 0",
+                [id],
+            )
+            .map_err(db(&self.path, "restarting a container"))?;
+        Ok(n == 1)
+    }
+
     /// `starting` → `running` with the process and its monitor; false if the container
     /// is no longer starting (its exit was already recorded).
     pub fn set_running(&self, id: &str, pid: i32, monitor: (i32, u64), at: i64) -> Result<bool> {

@@ -266,7 +266,9 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
 }
 
 /// The spec's resources with the device rules every container needs appended: the
-/// default device nodes, ptys, and the nodes listed in linux.devices (as runc does).
+/// default device nodes and ptys (runc's AllowedDevices). The nodes listed in
+/// linux.devices get no rule of their own, as in runc: what they may do is up to the
+/// spec's rules, so `docker run --device X:Y:r` stays read-only.
 fn device_rules(linux: &oci_spec::runtime::Linux) -> oci_spec::runtime::LinuxResources {
     use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType as T};
     let mut res = linux.resources().clone().unwrap_or_default();
@@ -302,9 +304,6 @@ fn device_rules(linux: &oci_spec::runtime::Linux) -> oci_spec::runtime::LinuxRes
         let mut r = rule(typ, None, None);
         r.set_access(Some("m".into()));
         rules.push(r);
-    }
-    for d in linux.devices().iter().flatten() {
-        rules.push(rule(d.typ(), Some(d.major()), Some(d.minor())));
     }
     res.set_devices(Some(rules));
     res
