@@ -129,19 +129,19 @@ pub fn run_attached(engine: &Engine, c: &Container, sig_proxy: bool) -> Result<i
     };
     let result = pump.join();
     drop(raw);
-    // The monitor sends the status after the exit command (cleanup, `--rm`) has run,
-    // then closes up and exits: once we return, nothing of the run is left, as with
-    // docker, whose `run --rm` returns once the container is removed.
+    if let (true, Ok(Ok(Some(_)))) = (cleans_up, &result) {
+        // Failing, it says nothing: without DONE the monitor runs the exit command, which
+        // tries again.
+        if engine.cleanup(&c.id).is_ok() {
+            let _ = attach::write_frame(&mut &sock, attach::DONE, &[]);
+        }
+    }
+    // The monitor exits once the cleanup (ours, or its exit command's) is done: once we
+    // return, nothing of the run is left, as with docker, whose `run --rm` returns once
+    // the container is removed.
     engine.wait_monitor(&running, Some(Duration::from_secs(2)));
     match result {
-        Ok(Ok(Some(code))) => {
-            // Failing, it says nothing: without DONE the monitor runs the exit command,
-            // which tries again.
-            if cleans_up && engine.cleanup(&c.id).is_ok() {
-                let _ = attach::write_frame(&mut &sock, attach::DONE, &[]);
-            }
-            Ok(code)
-        }
+        Ok(Ok(Some(code))) => Ok(code),
         // The monitor went away without a status: what the store says.
         _ => {
             let now = engine.find(&c.id).and_then(|c| engine.reconcile(c));
