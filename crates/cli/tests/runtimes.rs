@@ -101,7 +101,8 @@ berth run --rm --privileged --runtime crun bb:1 sh -c 'echo hi from crun; exit 4
 echo "fg: $?"
 id=$(berth run -d --privileged --runtime crun bb:1 sh -c "trap 'exit 42' TERM; sleep 100 & wait")
 # the shell and its sleep
-echo "cgroup: $(wc -l < /sys/fs/cgroup/berth/$id/cgroup.procs)"
+for i in $(seq 200); do n=$(wc -l < /sys/fs/cgroup/berth/$id/cgroup.procs); [ "$n" = 2 ] && break; sleep 0.02; done
+echo "cgroup: $n"
 echo "inside: $(berth logs $id; crun --root {run}/runtimes/crun state $id | grep -o '"status": "[a-z]*"')"
 berth stop -t 5 $id >/dev/null
 echo "stopped: $(berth container inspect -f '{{{{.State.Status}}}} {{{{.State.ExitCode}}}}' $id)"
