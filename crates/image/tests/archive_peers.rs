@@ -260,8 +260,9 @@ fn podman_archives_load_and_save() {
     }
 }
 
-/// A private dockerd: own data, exec root and socket; no bridge or iptables, so it leaves
-/// the host's networking (and any running dockerd) alone. Killed when dropped.
+/// A private dockerd: own data, exec root and socket, no bridge or iptables, and a network
+/// namespace of its own (a dockerd without a bridge deletes `docker0`, which on the host
+/// would break the running dockerd). Killed when dropped (unshare execs dockerd).
 struct Dockerd {
     child: Child,
     host: String,
@@ -272,7 +273,8 @@ impl Dockerd {
         let sock = dir.join("docker.sock");
         let host = format!("unix://{}", sock.display());
         let log = File::create(dir.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
+        let child = Command::new("unshare")
+            .args(["--net", "dockerd"])
             .arg("--data-root")
             .arg(dir.join("data"))
             .arg("--exec-root")

@@ -252,10 +252,12 @@ fn dockerd_runs_containers_with_berth_runtime() {
     let sock = t.path().join("docker.sock");
     let host = format!("unix://{}", sock.display());
     let log = std::fs::File::create(t.path().join("dockerd.log")).unwrap();
-    // A private dockerd: own data, exec root and socket; no bridge or iptables, so it
-    // leaves the host's networking (and any running dockerd) alone.
+    // A private dockerd: own data, exec root and socket, no bridge or iptables, and a
+    // network namespace of its own: a dockerd without a bridge deletes `docker0`, which
+    // on the host would break the running dockerd.
     let _d = Daemon(
-        Command::new("dockerd")
+        Command::new("unshare")
+            .args(["--net", "dockerd"])
             .arg("--data-root")
             .arg(t.path().join("data"))
             .arg("--exec-root")
