@@ -38,7 +38,19 @@ const V1_CONTROLLERS: &[&str] = &[
 ];
 
 impl Layout {
+    /// The cgroup hierarchies mounted under /sys/fs/cgroup, from /proc/self/mountinfo.
+    /// Read once per process: a berth command asks several times (the spec, the OOM
+    /// check), and the mount table of /sys/fs/cgroup does not change under it.
     pub fn detect() -> Result<Layout> {
+        static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+        if let Some(l) = LAYOUT.get() {
+            return Ok(l.clone());
+        }
+        let l = Layout::read()?;
+        Ok(LAYOUT.get_or_init(|| l).clone())
+    }
+
+    fn read() -> Result<Layout> {
         let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Io {
             what: "read".into(),
             path: "/proc/self/mountinfo".into(),

@@ -379,8 +379,8 @@ pub fn inspect(app: &App, a: &InspectArgs) -> Result<i32> {
 
 /// The containers using each image (by image id): one of them, and whether any runs.
 /// Images in use are not removed from under their containers.
-fn image_users(app: &App) -> Result<HashMap<String, image::images::ImageUser>> {
-    let containers = engine::store::Store::open(&app.root)?;
+fn image_users(app: &App, store: &ImageStore) -> Result<HashMap<String, image::images::ImageUser>> {
+    let containers = engine::store::Store::open_shared(&app.root, store.meta.shared())?;
     let mut users: HashMap<String, image::images::ImageUser> = HashMap::new();
     for c in containers.list()? {
         let running = c.state.is_live();
@@ -402,7 +402,7 @@ fn image_users(app: &App) -> Result<HashMap<String, image::images::ImageUser>> {
 
 pub fn rmi(app: &App, a: &RmiArgs) -> Result<i32> {
     let store = open_store(app)?;
-    let users = image_users(app)?;
+    let users = image_users(app, &store)?;
     let user_of = |id: &Digest| users.get(&id.to_string()).cloned();
     let mut code = 0;
     for name in &a.images {
@@ -451,7 +451,7 @@ pub fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
 /// what they held: docker's `untagged:`/`deleted:` lines and the bytes of the blobs freed.
 pub fn prune_images(app: &App, all: bool) -> Result<(Vec<String>, u64)> {
     let store = open_store(app)?;
-    let users = image_users(app)?;
+    let users = image_users(app, &store)?;
     let before = store.meta.referenced_blobs()?;
     let sizes: HashMap<Digest, u64> = before
         .iter()

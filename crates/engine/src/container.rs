@@ -108,8 +108,8 @@ pub struct Engine {
 impl Engine {
     pub fn open(root: &Path, runroot: &Path, exit_command: Vec<OsString>) -> Result<Engine> {
         let images = ImageStore::open(root)?;
-        let store = Store::open(root)?;
-        let volumes = Volumes::open(root)?;
+        let store = Store::open_shared(root, images.meta.shared())?;
+        let volumes = Volumes::open_shared(root, images.meta.shared())?;
         let monitor = beside_self("berth-monitor").unwrap_or_else(|| "berth-monitor".into());
         let default_runtime =
             std::env::var("BERTH_RUNTIME").unwrap_or_else(|_| "berth-runtime".into());

@@ -178,7 +178,7 @@ pub struct Exit {
 
 pub struct Store {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    conn: image::meta::Shared,
 }
 
 const COLUMNS: &str = "id, name, image, image_name, created, options, runtime, state, pid, \
@@ -190,12 +190,19 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         let path = root.join("berth.db");
         let conn = image::meta::connect(root).map_err(db(&path, "opening"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(db(&path, "creating the containers table"))?;
-        Ok(Store {
-            path,
-            conn: Mutex::new(conn),
-        })
+        Store::open_shared(root, std::sync::Arc::new(Mutex::new(conn)))
+    }
+
+    /// The same on a connection other components use too (the image store's).
+    pub fn open_shared(root: &Path, conn: image::meta::Shared) -> Result<Store> {
+        let path = root.join("berth.db");
+        image::meta::ensure_tables(
+            &conn.lock().unwrap_or_else(|e| e.into_inner()),
+            "containers",
+            SCHEMA,
+        )
+        .map_err(db(&path, "creating the containers table"))?;
+        Ok(Store { path, conn })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

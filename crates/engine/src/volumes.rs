@@ -267,7 +267,7 @@ pub struct Volumes {
     /// `<root>/volumes`.
     dir: PathBuf,
     db: PathBuf,
-    conn: Mutex<Connection>,
+    conn: image::meta::Shared,
 }
 
 /// What a container's start needs for its spec: named volumes by name, anonymous ones by
@@ -280,8 +280,18 @@ impl Volumes {
     pub fn open(root: &Path) -> Result<Volumes> {
         let db = root.join("berth.db");
         let conn = image::meta::connect(root).map_err(db_err(&db, "opening"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(db_err(&db, "creating the volume tables"))?;
+        Volumes::open_shared(root, std::sync::Arc::new(Mutex::new(conn)))
+    }
+
+    /// The same on a connection other components use too (the image store's).
+    pub fn open_shared(root: &Path, conn: image::meta::Shared) -> Result<Volumes> {
+        let db = root.join("berth.db");
+        image::meta::ensure_tables(
+            &conn.lock().unwrap_or_else(|e| e.into_inner()),
+            "container_volumes",
+            SCHEMA,
+        )
+        .map_err(db_err(&db, "creating the volume tables"))?;
         let dir = root.join("volumes");
         // 0701 as Docker: others may pass through to a mounted `_data`, not list names.
         fs::DirBuilder::new()
@@ -289,11 +299,7 @@ impl Volumes {
             .mode(0o701)
             .create(&dir)
             .map_err(io("creating", &dir))?;
-        Ok(Volumes {
-            dir,
-            db,
-            conn: Mutex::new(conn),
-        })
+        Ok(Volumes { dir, db, conn })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -173,11 +173,17 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     chains
 }
 
+/// One connection to `berth.db`, shared by the threads of a process and by the other
+/// components that keep tables there (the engine's containers and volumes): each
+/// connection parses the whole schema again, and that was most of a `berth` command's
+/// own CPU time.
+pub type Shared = std::sync::Arc<Mutex<Connection>>;
+
 /// The image database. One connection, shared by the threads of a process.
 #[derive(Debug)]
 pub struct Meta {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    conn: Shared,
 }
 
 impl Meta {
@@ -186,21 +192,33 @@ impl Meta {
         let path = root.join("berth.db");
         let conn = Connection::open(&path).map_err(db_err(&path, "opening"))?;
         configure(&conn).map_err(db_err(&path, "configuring"))?;
-        let mut meta = Meta {
+        let meta = Meta {
             path,
-            conn: Mutex::new(conn),
+            conn: std::sync::Arc::new(Mutex::new(conn)),
         };
         meta.migrate()?;
         Ok(meta)
+    }
+
+    /// The connection, for other components' tables in the same file.
+    pub fn shared(&self) -> Shared {
+        self.conn.clone()
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn migrate(&mut self) -> Result<()> {
+    fn migrate(&self) -> Result<()> {
         let path = self.path.clone();
-        let conn = self.conn.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut conn = self.lock();
+        // Without a write lock first: nearly always the schema is there already.
+        let current: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(db_err(&path, "reading the schema version"))?;
+        if current == SCHEMA_VERSION {
+            return Ok(());
+        }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err(&path, "creating the schema"))?;
@@ -611,6 +629,21 @@ pub fn connect(root: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(root.join("berth.db"))?;
     configure(&conn)?;
     Ok(conn)
+}
+
+/// Creates another component's tables with `ddl` unless `table` exists already: a
+/// lookup in the schema the connection has parsed anyway, where running the DDL would
+/// parse it all again and take the write lock on every open.
+pub fn ensure_tables(conn: &Connection, table: &str, ddl: &str) -> rusqlite::Result<()> {
+    let present: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [table],
+        |r| r.get(0),
+    )?;
+    if !present {
+        conn.execute_batch(ddl)?;
+    }
+    Ok(())
 }
 
 /// Per-connection settings. WAL is a property of the file, but switching to it needs a

@@ -196,7 +196,16 @@ impl Monitor {
 
     /// Steps 4 to 6: `create`, the PTY, the wait for a client, `start`. The container's
     /// pid, or the error to report (the caller deletes what was created).
+    ///
+    /// Without a terminal it is one `RUNTIME run --detach` and then the wait: the runtime
+    /// is started once instead of twice, and nothing is lost by starting first, because
+    /// the pipes are not read before a client is there (a container that writes more than
+    /// a pipe holds waits for it). With a terminal the wait comes before `start`: the
+    /// client's first resize must size the terminal before the process can look at it.
     fn start(&mut self) -> Result<i32, String> {
+        if !self.args.tty {
+            return self.run_detached();
+        }
         let mut create = self.rt.command("create");
         create
             .arg("--bundle")
@@ -232,14 +241,7 @@ impl Monitor {
         self.reaper.keep_watched_only();
 
         if self.args.start_on_attach {
-            let deadline = Instant::now() + START_ON_ATTACH_WAIT;
-            while !self.attached_once {
-                let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                    note("no client attached within 30 s; starting anyway");
-                    break;
-                };
-                self.turn(Some(left)).map_err(|e| e.to_string())?;
-            }
+            self.wait_for_first_client().map_err(|e| e.to_string())?;
         }
 
         let mut start = self.rt.command("start");
@@ -251,6 +253,46 @@ impl Monitor {
             return Err(self.runtime_error("start", mark, exit));
         }
         Ok(pid)
+    }
+
+    /// `RUNTIME run --detach`, then (with --start-on-attach) the wait for a client.
+    fn run_detached(&mut self) -> Result<i32, String> {
+        let mut run = self.rt.command("run");
+        run.arg("--detach")
+            .arg("--bundle")
+            .arg(&self.args.bundle)
+            .arg("--pid-file")
+            .arg(self.args.state_dir.join("pid"))
+            .arg(&self.args.id);
+        if let Some([i, o, e]) = self.child_stdio.take() {
+            run.stdin(i).stdout(o).stderr(e);
+        }
+        let mark = self.rt.log_mark();
+        let run_pid = self.spawn(run, "run")?;
+        let exit = self.wait_for(run_pid, None).map_err(|e| e.to_string())?;
+        if let Some(exit) = exit.filter(|e| *e != Exit::Code(0)) {
+            return Err(self.runtime_error("run", mark, exit));
+        }
+        let pid = read_pid().map_err(|e| format!("read the runtime's pid file: {e}"))?;
+        self.reaper.watch(pid);
+        self.reaper.keep_watched_only();
+        if self.args.start_on_attach {
+            self.wait_for_first_client().map_err(|e| e.to_string())?;
+        }
+        Ok(pid)
+    }
+
+    /// Up to 30 s for the first client (--start-on-attach).
+    fn wait_for_first_client(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + START_ON_ATTACH_WAIT;
+        while !self.attached_once {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                note("no client attached within 30 s; starting anyway");
+                break;
+            };
+            self.turn(Some(left))?;
+        }
+        Ok(())
     }
 
     fn runtime_error(&self, what: &str, mark: u64, exit: Exit) -> String {
