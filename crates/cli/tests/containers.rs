@@ -742,3 +742,98 @@ fn system_prune_removes_what_nothing_uses() {
     b.ok(&["rm", "-f", running.trim()]);
     b.assert_nothing_left();
 }
+
+/// `rename`, `restart`, `start -a -i`, `ps -n`/`-l`, and `logs --since/--until` with
+/// the timestamps `logs -t` prints.
+#[test]
+fn rename_restart_start_attach_and_log_windows() {
+    let b = Berth::with_busybox();
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "first",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo one; sleep 0.3; echo two; sleep 100",
+    ]);
+    let id = id.trim();
+    b.ok(&["run", "-d", "--name", "other", "bb:1", "sleep", "100"]);
+    // rename: the new name finds it, the old one does not; a taken name is refused.
+    b.ok(&["rename", "first", "renamed"]);
+    assert_eq!(
+        b.ok(&["container", "inspect", "-f", "{{.Name}}", id]),
+        "/renamed\n"
+    );
+    assert_eq!(
+        b.run(&["container", "inspect", "first"]).status.code(),
+        Some(1)
+    );
+    let err = b.fails(&["rename", "renamed", "other"]);
+    assert!(err.contains("\"/other\" is already in use"), "{err}");
+
+    // logs -t, then a window between the two lines' timestamps.
+    wait_for("two lines", || b.ok(&["logs", id]) == "one\ntwo\n");
+    let stamped = b.ok(&["logs", "-t", id]);
+    let times: Vec<&str> = stamped
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        stamped
+            .lines()
+            .map(|l| l.split_once(' ').unwrap().1)
+            .collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    assert_eq!(b.ok(&["logs", "--since", times[1], id]), "two\n");
+    // Both ends are inclusive, as Docker's (it skips only what is before --since or
+    // after --until).
+    assert_eq!(b.ok(&["logs", "--until", times[0], id]), "one\n");
+    assert_eq!(b.ok(&["logs", "--until", times[1], id]), "one\ntwo\n");
+
+    // restart: the same container runs again, with a new start time and pid.
+    let started = |b: &Berth| {
+        b.ok(&[
+            "container",
+            "inspect",
+            "-f",
+            "{{.State.StartedAt}} {{.State.Pid}}",
+            id,
+        ])
+    };
+    let before = started(&b);
+    b.ok(&["restart", "-t", "1", id]);
+    assert_ne!(started(&b), before);
+    assert_eq!(
+        b.ok(&["container", "inspect", "-f", "{{.State.Status}}", id]),
+        "running\n"
+    );
+
+    // ps -n 1 and -l show the newest container only.
+    let newest = b.ok(&["create", "-i", "--name", "newest", "bb:1", "cat"]);
+    assert_eq!(b.ok(&["ps", "-q", "--no-trunc", "-n", "1"]), newest);
+    assert_eq!(b.ok(&["ps", "-q", "--no-trunc", "-l"]), newest);
+
+    // start -a -i: stdin reaches the created container, its output and status come back.
+    let mut child = b
+        .cmd(&["start", "-a", "-i", "newest"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through stdin\n");
+    assert_eq!(out.status.code(), Some(0));
+
+    b.ok(&["rm", "-f", id, "other", "newest"]);
+    b.assert_nothing_left();
+}
