@@ -966,7 +966,8 @@ pub fn inspect_value(engine: &Engine, c: &Container) -> Value {
             "PidsLimit": run.pids_limit,
             "CapAdd": run.cap_add,
             "CapDrop": run.cap_drop,
-            "Runtime": c.runtime,
+            // Docker shows the runtime's name; berth resolves names to paths at create.
+            "Runtime": c.runtime.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
             "LogConfig": {
                 "Type": match c.options.log_driver {
                     engine::LogDriver::JsonFile => "json-file",

@@ -45,8 +45,14 @@ fn runc_runs_foreground_and_detached_containers() {
     ))
     .unwrap();
     assert_eq!(limit.trim(), "67108864");
-    let state = b.ok(&["container", "inspect", "-f", "{{.State.Status}}", id]);
-    assert_eq!(state.trim(), "running");
+    let state = b.ok(&[
+        "container",
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.HostConfig.Runtime}}",
+        id,
+    ]);
+    assert_eq!(state.trim(), "running runc");
     // runc's own view agrees, under the runtime root the engine gave it.
     let runc_root = b.tmp.path().join("run/runtimes/runc");
     let st = Command::new("runc")
