@@ -352,7 +352,7 @@ fn a_host_port_in_use_fails_in_one_line_and_leaves_nothing() {
 #[test]
 fn run_rm_cycles_stop_restart_and_a_dead_monitor_leave_no_network_behind() {
     let b = Berth::with_busybox();
-    const CYCLES: usize = 50;
+    const CYCLES: usize = 500; // issue #5: 500 `run --rm -p` cycles leave nothing
     let mut ids = Vec::new();
     for _ in 0..CYCLES {
         let out = b.ok(&[
