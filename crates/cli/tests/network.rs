@@ -3,7 +3,8 @@
 //! no veth, namespace, nftables rule or lease (after `rm -f`, `run --rm` cycles, a dead
 //! monitor, and a store that vanished).
 //!
-//! Traffic goes only to 127.0.0.1 and to addresses inside the containers' namespaces.
+//! Traffic goes only to 127.0.0.1, to addresses inside the containers' namespaces, and
+//! between the host and a client namespace the test makes itself (10.253.N.0/30).
 //! Tests run in parallel on the shared bridge `berth0`: each uses host ports of its own
 //! (18080–18139) and never assumes it is alone on the bridge.
 
@@ -480,4 +481,83 @@ fn a_lease_whose_store_is_gone_is_reclaimed() {
     }
     gone.ok(&["rm", "-f", &c]);
     gone.assert_nothing_left();
+}
+
+/// A network namespace with a veth to the host, standing in for another machine: it
+/// reaches a published port through the host's address on that link (DNAT in
+/// prerouting, forwarding to berth0), as a remote client would. Removed on drop.
+struct ClientNamespace {
+    name: String,
+    host_link: String,
+    host_ip: Ipv4Addr,
+}
+
+impl ClientNamespace {
+    fn new() -> ClientNamespace {
+        // A /30 of our own from a range berth's IPAM does not use, per test process.
+        let n = std::process::id() % 250;
+        let name = format!("berth-client-{}", std::process::id());
+        let host_link = format!("bch{}", std::process::id() % 100_000);
+        let peer = format!("bcc{}", std::process::id() % 100_000);
+        let host_ip = Ipv4Addr::new(10, 253, n as u8, 1);
+        let client_ip = Ipv4Addr::new(10, 253, n as u8, 2);
+        let sh = |script: &str| {
+            let o = Command::new("sh").args(["-ec", script]).output().unwrap();
+            assert!(
+                o.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        sh(&format!(
+            "ip netns add {name}
+             ip link add {host_link} type veth peer name {peer}
+             ip link set {peer} netns {name}
+             ip addr add {host_ip}/30 dev {host_link}
+             ip link set {host_link} up
+             ip netns exec {name} ip addr add {client_ip}/30 dev {peer}
+             ip netns exec {name} ip link set {peer} up
+             ip netns exec {name} ip link set lo up
+             ip netns exec {name} ip route add default via {host_ip}"
+        ));
+        ClientNamespace {
+            name,
+            host_link,
+            host_ip,
+        }
+    }
+
+    /// `GET /index.html` from inside the namespace.
+    fn fetch(&self, addr: SocketAddr) -> String {
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.name)).unwrap();
+        std::thread::spawn(move || {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            fetch(addr)
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for ClientNamespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_link])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn a_published_port_serves_another_machine_through_the_hosts_address() {
+    let b = Berth::with_busybox();
+    let client = ClientNamespace::new();
+    let web = httpd(&b, &["-p", "18120:80"], "hello-remote");
+    let body = client.fetch(SocketAddr::from((client.host_ip, 18120)));
+    assert_eq!(body.trim(), "hello-remote");
+    b.ok(&["rm", "-f", &web]);
+    assert_network_gone(&b, &web);
+    b.assert_nothing_left();
 }
