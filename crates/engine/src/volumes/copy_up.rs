@@ -16,7 +16,6 @@
 //! The walk is iterative and holds a few fds at a time, so a deep hostile tree exhausts
 //! neither the stack nor the fd table (paths past PATH_MAX fail with ENAMETOOLONG).
 
-use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, openat2, readlinkat, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{
@@ -421,22 +420,7 @@ fn open_nofollow(dir: BorrowedFd, name: &OsStr, extra: OFlag) -> nix::Result<Own
 /// The names in a directory, `.` and `..` left out, sorted (so hard links and errors do
 /// not depend on readdir order).
 fn entries(dir: BorrowedFd) -> nix::Result<Vec<OsString>> {
-    let mut listing = Dir::openat(
-        dir,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut names = Vec::new();
-    for item in listing.iter() {
-        let item = item?;
-        let name = OsStr::from_bytes(item.file_name().to_bytes());
-        if name != "." && name != ".." {
-            names.push(name.to_os_string());
-        }
-    }
-    names.sort();
-    Ok(names)
+    crate::fs::walk::list_dir(dir)
 }
 
 /// Removes everything in `dir` (a failed copy's partial content), never following
