@@ -3,3 +3,4 @@
 //! `.dockerignore` matching. The builder that runs the stages comes on top of this.
 
 pub mod expand;
+pub mod ignore;
