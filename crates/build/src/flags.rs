@@ -72,7 +72,10 @@ impl Flags {
             match (kind, value.as_deref()) {
                 (FlagKind::Bool, None | Some("true" | "false")) => {}
                 (FlagKind::Bool, Some(other)) => {
-                    return Err(invalid(name, format!("expecting boolean value, got {other:?}")))
+                    return Err(invalid(
+                        name,
+                        format!("expecting boolean value, got {other:?}"),
+                    ))
                 }
                 (_, None) => return Err(invalid(name, "missing a value".to_string())),
                 (_, Some(_)) => {}
@@ -168,8 +171,14 @@ mod tests {
             f("--from=a --from=b x").unwrap_err(),
             ErrorKind::DuplicateFlag("from".into())
         );
-        assert_eq!(f("--from x").unwrap_err(), invalid("from", "missing a value".into()));
-        assert!(matches!(f("--link=maybe x"), Err(ErrorKind::InvalidFlag { .. })));
+        assert_eq!(
+            f("--from x").unwrap_err(),
+            invalid("from", "missing a value".into())
+        );
+        assert!(matches!(
+            f("--link=maybe x"),
+            Err(ErrorKind::InvalidFlag { .. })
+        ));
         let ok = f("--exclude=a --exclude=b --link=false --from=s x").unwrap();
         assert_eq!(ok.all("exclude"), vec!["a", "b"]);
         assert!(!ok.bool("link"));

@@ -36,7 +36,10 @@ enum Token {
     Dirs,
     /// `**` at the end: anything at all.
     Rest,
-    Class { negated: bool, items: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        items: Vec<(char, char)>,
+    },
 }
 
 impl IgnoreRules {
@@ -47,7 +50,9 @@ impl IgnoreRules {
     }
 
     /// Builds rules from pattern lines (blank ones are skipped).
-    pub fn from_patterns<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Self, IgnoreError> {
+    pub fn from_patterns<'a>(
+        lines: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, IgnoreError> {
         let mut patterns = Vec::new();
         for line in lines {
             let mut pattern = line.trim();
@@ -192,9 +197,11 @@ fn match_from(tokens: &[Token], s: &[char]) -> bool {
     match first {
         Token::Literal(c) => s.first() == Some(c) && match_from(rest, &s[1..]),
         Token::One => s.first().is_some_and(|&c| c != '/') && match_from(rest, &s[1..]),
-        Token::Class { negated, items } => s.first().is_some_and(|&c| {
-            items.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
-        }) && match_from(rest, &s[1..]),
+        Token::Class { negated, items } => {
+            s.first()
+                .is_some_and(|&c| items.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated)
+                && match_from(rest, &s[1..])
+        }
         Token::Star => {
             for n in 0..=s.len() {
                 if match_from(rest, &s[n..]) {
@@ -294,9 +301,21 @@ mod tests {
             (&["**"], "anything/at/all", true),
             (&["*.md", "!README.md"], "README.md", false),
             (&["*.md", "!README.md"], "CHANGES.md", true),
-            (&["*.md", "!README*.md", "README-secret.md"], "README-secret.md", true),
-            (&["*.md", "!README*.md", "README-secret.md"], "README-public.md", false),
-            (&["*.md", "README-secret.md", "!README*.md"], "README-secret.md", false),
+            (
+                &["*.md", "!README*.md", "README-secret.md"],
+                "README-secret.md",
+                true,
+            ),
+            (
+                &["*.md", "!README*.md", "README-secret.md"],
+                "README-public.md",
+                false,
+            ),
+            (
+                &["*.md", "README-secret.md", "!README*.md"],
+                "README-secret.md",
+                false,
+            ),
             (&["docs", "!docs/README.md"], "docs/README.md", false),
             (&["docs", "!docs/README.md"], "docs/guide.md", true),
             (&["docs"], "docs/a/b/c.txt", true),
@@ -320,8 +339,16 @@ mod tests {
             (&["*.log"], "sub/x.log", false),
             (&["**/*.log"], "sub/x.log", true),
             (&["node_modules"], "node_modules/pkg/index.js", true),
-            (&["node_modules", "!node_modules/pkg"], "node_modules/pkg/index.js", false),
-            (&["node_modules", "!node_modules/pkg"], "node_modules/other/x.js", true),
+            (
+                &["node_modules", "!node_modules/pkg"],
+                "node_modules/pkg/index.js",
+                false,
+            ),
+            (
+                &["node_modules", "!node_modules/pkg"],
+                "node_modules/other/x.js",
+                true,
+            ),
             (&["*.txt"], "./notes.txt", true),
         ];
         for (patterns, path, want) in cases {

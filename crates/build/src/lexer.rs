@@ -244,7 +244,11 @@ mod tests {
     #[test]
     fn directives_table() {
         let cases: &[(&str, Option<&str>, char)] = &[
-            ("# syntax=docker/dockerfile:1\nFROM a", Some("docker/dockerfile:1"), '\\'),
+            (
+                "# syntax=docker/dockerfile:1\nFROM a",
+                Some("docker/dockerfile:1"),
+                '\\',
+            ),
             ("# escape=`\nFROM a", None, '`'),
             ("#escape=\\\nFROM a", None, '\\'),
             ("# ESCAPE = `\nFROM a", None, '`'),
@@ -288,7 +292,10 @@ mod tests {
         );
         assert_eq!(
             lines("# escape=`\nFROM a\nRUN dir c:\\ `\n  d:\\\n"),
-            vec![node(2, 2, "FROM", "a"), node(3, 4, "RUN", "dir c:\\   d:\\")]
+            vec![
+                node(2, 2, "FROM", "a"),
+                node(3, 4, "RUN", "dir c:\\   d:\\")
+            ]
         );
         assert_eq!(
             lines("  # indented comment\r\nfrom a  \r\n\r\n\trun  x\r\n"),
@@ -315,15 +322,25 @@ mod tests {
         assert_eq!((nodes[2].keyword.as_str(), nodes[2].line), ("CMD", 6));
 
         let (_, nodes) =
-            lex("FROM a\nRUN <<-\"A\" cat - && cat 3<<'B'\n\tone\n\t\tnot A\n\tA\ntwo\nB\n").unwrap();
+            lex("FROM a\nRUN <<-\"A\" cat - && cat 3<<'B'\n\tone\n\t\tnot A\n\tA\ntwo\nB\n")
+                .unwrap();
         let docs = &nodes[1].heredocs;
         assert_eq!(docs.len(), 2);
         assert_eq!(
-            (docs[0].name.as_str(), docs[0].content.as_str(), docs[0].expand, docs[0].strip_tabs),
+            (
+                docs[0].name.as_str(),
+                docs[0].content.as_str(),
+                docs[0].expand,
+                docs[0].strip_tabs
+            ),
             ("A", "one\nnot A\n", false, true)
         );
         assert_eq!(
-            (docs[1].name.as_str(), docs[1].content.as_str(), docs[1].expand),
+            (
+                docs[1].name.as_str(),
+                docs[1].content.as_str(),
+                docs[1].expand
+            ),
             ("B", "two\n", false)
         );
         assert_eq!(nodes[1].end_line, 7);

@@ -19,8 +19,8 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         return Err(ErrorKind::Empty.at(0));
     }
     for node in nodes {
-        let instruction =
-            instruction(&node.keyword, &node.rest, &node.heredocs, escape).map_err(|k| k.at(node.line))?;
+        let instruction = instruction(&node.keyword, &node.rest, &node.heredocs, escape)
+            .map_err(|k| k.at(node.line))?;
         // Catch bad quoting and substitutions now, with the line, rather than mid-build.
         instruction
             .expand(escape, &|_| Some("x".to_string()))
@@ -28,7 +28,9 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         let step = Step {
             line: node.line,
             end_line: node.end_line,
-            original: format!("{} {}", node.keyword, node.rest).trim_end().to_string(),
+            original: format!("{} {}", node.keyword, node.rest)
+                .trim_end()
+                .to_string(),
             instruction,
         };
         match (&step.instruction, stages.last_mut()) {
@@ -141,7 +143,10 @@ fn instruction(
                 .value("security")
                 .map(|s| match s.as_str() {
                     "sandbox" | "insecure" => Ok(s),
-                    _ => Err(flags::invalid("security", format!("unsupported value {s:?}"))),
+                    _ => Err(flags::invalid(
+                        "security",
+                        format!("unsupported value {s:?}"),
+                    )),
                 })
                 .transpose()?,
             heredocs: heredocs.to_vec(),
@@ -417,7 +422,11 @@ fn mount(spec: &str) -> Result<Mount, ErrorKind> {
     }
     // BuildKit mounts bind sources read-only unless told otherwise.
     m.readonly = readonly.unwrap_or(m.kind == MountKind::Bind);
-    if m.target.is_none() && matches!(m.kind, MountKind::Bind | MountKind::Cache | MountKind::Tmpfs)
+    if m.target.is_none()
+        && matches!(
+            m.kind,
+            MountKind::Bind | MountKind::Cache | MountKind::Tmpfs
+        )
     {
         return Err(bad("mount target must be specified".into()));
     }
@@ -429,7 +438,9 @@ fn healthcheck(args: &str, flags: &Flags) -> Result<Healthcheck, ErrorKind> {
     match kind.to_ascii_uppercase().as_str() {
         "" => Err(ErrorKind::MissingArguments("HEALTHCHECK")),
         "NONE" if rest.is_empty() => Ok(Healthcheck::None),
-        "NONE" => Err(ErrorKind::Syntax("HEALTHCHECK NONE takes no arguments".into())),
+        "NONE" => Err(ErrorKind::Syntax(
+            "HEALTHCHECK NONE takes no arguments".into(),
+        )),
         "CMD" => {
             let duration = |name: &str| {
                 flags
