@@ -34,12 +34,20 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
             instruction,
         };
         match (&step.instruction, stages.last_mut()) {
-            (Instruction::From(from), _) => stages.push(Stage {
-                name: from.name.clone(),
-                from: from.clone(),
-                line: step.line,
-                steps: Vec::new(),
-            }),
+            (Instruction::From(from), _) => {
+                if let Some(name) = &from.name {
+                    if stages.iter().any(|st| st.name.as_ref() == Some(name)) {
+                        return Err(ErrorKind::Syntax(format!("duplicate stage name {name:?}"))
+                            .at(step.line));
+                    }
+                }
+                stages.push(Stage {
+                    name: from.name.clone(),
+                    from: from.clone(),
+                    line: step.line,
+                    steps: Vec::new(),
+                })
+            }
             (Instruction::Arg(_), None) => global_args.push(step),
             (_, None) => return Err(ErrorKind::NoStage.at(step.line)),
             (_, Some(stage)) => stage.steps.push(step),

@@ -446,6 +446,7 @@ fn error_table() {
         ("FROM\n", "Dockerfile:1: FROM requires at least one argument"),
         ("FROM a b\n", "Dockerfile:1: FROM requires either one or three arguments"),
         ("FROM a AS 1st\n", "Dockerfile:1: invalid name for build stage: \"1st\", name can't start with a number or contain symbols"),
+        ("FROM a AS x\nFROM b as X\n", "Dockerfile:2: duplicate stage name \"x\""),
         ("FROM --chown=1 a\n", "Dockerfile:1: unknown flag: --chown for FROM"),
         ("FROM a\nRUN\n", "Dockerfile:2: RUN requires at least one argument"),
         ("FROM a\nCMD\n", "Dockerfile:2: CMD requires at least one argument"),
