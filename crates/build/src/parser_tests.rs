@@ -324,6 +324,13 @@ fn heredoc_instructions() {
         (14, "CMD done")
     );
     assert_eq!(
+        one("ONBUILD RUN <<EOF\nmake\nEOF"),
+        Instruction::Onbuild(Box::new(Instruction::Run(Run {
+            heredocs: vec![heredoc("EOF", "make\n", true, false)],
+            ..run(shell("<<EOF"))
+        })))
+    );
+    assert_eq!(
         one("COPY <<one.txt <<two.txt /dest/\n1\none.txt\n2\ntwo.txt"),
         Instruction::Copy(Copy {
             heredocs: vec![
@@ -483,6 +490,7 @@ fn error_table() {
         ("FROM a\nONBUILD\n", "Dockerfile:2: ONBUILD requires at least one argument"),
         ("FROM a\nONBUILD BOGUS x\n", "Dockerfile:2: unknown instruction: BOGUS"),
         ("FROM a\n\nRUN <<EOF\necho\n", "Dockerfile:3: unterminated heredoc: EOF"),
+        ("FROM a\nRUN <<EOF\nBAD line\nEOF\nBAD x\n", "Dockerfile:5: unknown instruction: BAD"),
         ("FROM a\nCOPY <<A <<B /x\na\nA\n", "Dockerfile:2: unterminated heredoc: B"),
         ("# escape=x\nFROM a\n", "Dockerfile:1: invalid escape token 'x' does not match ` or \\"),
         ("FROM a\nADD --link=yes a b\n", "Dockerfile:2: invalid value for --link: expecting boolean value, got \"yes\""),
