@@ -22,6 +22,45 @@ pub fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     })
 }
 
+/// Several values written to the same few files of one directory, each file opened once
+/// and each value in a write(2) of its own.
+pub struct Writers<'a> {
+    dir: &'a Path,
+    open: Vec<(&'static str, std::fs::File)>,
+}
+
+impl<'a> Writers<'a> {
+    pub fn new(dir: &'a Path) -> Writers<'a> {
+        Writers { dir, open: vec![] }
+    }
+
+    pub fn write(&mut self, file: &'static str, value: &str) -> Result<()> {
+        use std::io::Write;
+        let i = match self.open.iter().position(|(f, _)| *f == file) {
+            Some(i) => i,
+            None => {
+                let path = self.dir.join(file);
+                let f = std::fs::OpenOptions::new().write(true).open(&path);
+                let f = match f {
+                    Ok(f) => f,
+                    // The same errors as `write`, which opens it again to say so.
+                    Err(_) => return write(self.dir, file, value),
+                };
+                self.open.push((file, f));
+                self.open.len() - 1
+            }
+        };
+        self.open[i]
+            .1
+            .write_all(value.as_bytes())
+            .map_err(|e| Error::Io {
+                what: format!("write {value:?} to"),
+                path: self.dir.join(file),
+                err: e,
+            })
+    }
+}
+
 pub fn read(dir: &Path, file: &str) -> Result<String> {
     let path = dir.join(file);
     std::fs::read_to_string(&path).map_err(|e| Error::Io {

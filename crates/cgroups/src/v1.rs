@@ -151,9 +151,12 @@ pub fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
         }
     }
     if let (Some(d), Some(rules)) = (cg.v1_dir("devices"), r.devices()) {
+        // One open per file, one write(2) per rule (the kernel takes one rule per write):
+        // a container start writes some twenty rules.
+        let mut files = fsx::Writers::new(d);
         for rule in rules {
             let (file, line) = device_line(rule);
-            fsx::write(d, file, &line)?;
+            files.write(file, &line)?;
         }
     }
     Ok(())
