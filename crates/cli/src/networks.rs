@@ -141,6 +141,9 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     pub force: bool,
+    /// Provide filter values (e.g. "label=<key>=<value>")
+    #[arg(long)]
+    pub filter: Vec<String>,
 }
 
 pub fn network_cmd(app: &App, c: &NetworkCmd) -> Result<i32> {
@@ -346,16 +349,13 @@ fn ls(a: &LsArgs) -> Result<i32> {
             any("name", &|v| n.name.contains(v))
                 && any("id", &|v| n.id.starts_with(v))
                 && any("driver", &|v| n.driver == v)
-                && filters
-                    .iter()
-                    .filter(|(k, _)| k == "label")
-                    .all(|(_, l)| {
-                        let labels = &n.value["Labels"];
-                        match l.split_once('=') {
-                            Some((k, v)) => labels[k].as_str() == Some(v),
-                            None => labels.get(l).is_some(),
-                        }
-                    })
+                && filters.iter().filter(|(k, _)| k == "label").all(|(_, l)| {
+                    let labels = &n.value["Labels"];
+                    match l.split_once('=') {
+                        Some((k, v)) => labels[k].as_str() == Some(v),
+                        None => labels.get(l).is_some(),
+                    }
+                })
         })
         .collect();
     let id = |n: &Shown| {
@@ -406,16 +406,13 @@ fn inspect(a: &InspectArgs) -> Result<i32> {
     let mut errors = vec![];
     let everything = all()?;
     for key in &a.networks {
-        let hit = everything
-            .iter()
-            .find(|n| &n.name == key)
-            .or_else(|| {
-                let hits: Vec<&Shown> = everything
-                    .iter()
-                    .filter(|n| n.id.starts_with(key.as_str()))
-                    .collect();
-                (hits.len() == 1).then(|| hits[0])
-            });
+        let hit = everything.iter().find(|n| &n.name == key).or_else(|| {
+            let hits: Vec<&Shown> = everything
+                .iter()
+                .filter(|n| n.id.starts_with(key.as_str()))
+                .collect();
+            (hits.len() == 1).then(|| hits[0])
+        });
         match hit {
             Some(n) => found.push(n.value.clone()),
             None => errors.push(format!("network {key} not found")),
@@ -452,12 +449,32 @@ fn rm(a: &RmArgs) -> Result<i32> {
 const PRUNE_WARNING: &str =
     "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue?";
 
+/// Docker's label filter: `KEY` present, or `KEY=VALUE` equal.
+fn has_label(labels: &BTreeMap<String, String>, want: &str) -> bool {
+    match want.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(want),
+    }
+}
+
 fn prune(a: &PruneArgs) -> Result<i32> {
+    let filters = match crate::volumes::filters(&a.filter, &["label", "label!"]) {
+        Ok(f) => f,
+        Err(e) => return Ok(daemon_error(e)),
+    };
     if !a.force && !crate::volumes::confirm(PRUNE_WARNING) {
         return Ok(0);
     }
     let mut deleted = vec![];
     for n in user::list(dir())? {
+        // Networks are the host's: `label=` narrows a prune to some of them.
+        let keep = filters.iter().any(|(k, v)| match k.as_str() {
+            "label" => !has_label(&n.def.labels, v),
+            _ => has_label(&n.def.labels, v),
+        });
+        if keep {
+            continue;
+        }
         if user::in_use(dir(), &n.row.name, &engine::net::is_gone)? {
             continue;
         }

@@ -561,3 +561,372 @@ fn a_published_port_serves_another_machine_through_the_hosts_address() {
     assert_network_gone(&b, &web);
     b.assert_nothing_left();
 }
+
+// ---------------------------------------------------------------------------------
+// User networks. Names carry the test's pid; no test here publishes ports (the range
+// 18140–18179 is theirs should one need to).
+
+/// `network inspect -f TEMPLATE NAME`, trimmed.
+fn net_inspect(b: &Berth, name: &str, template: &str) -> String {
+    b.ok(&["network", "inspect", "-f", template, name])
+        .trim()
+        .to_string()
+}
+
+/// Network `name`'s subnet and gateway.
+fn net_config(b: &Berth, name: &str) -> (String, String) {
+    let v: serde_json::Value =
+        serde_json::from_str(&net_inspect(b, name, "{{json .IPAM.Config}}")).unwrap();
+    (
+        v[0]["Subnet"].as_str().unwrap().to_string(),
+        v[0]["Gateway"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Nothing of network `name` (bridge `bridge`, subnet `subnet`) is left on the host.
+fn assert_user_network_gone(b: &Berth, name: &str, bridge: &str, subnet: &str) {
+    assert!(
+        !links().contains(bridge),
+        "bridge {bridge} left:\n{}",
+        links()
+    );
+    let table = nft_table();
+    assert!(
+        !table.contains(bridge),
+        "nft rules of {bridge} left:\n{table}"
+    );
+    assert!(
+        !table.contains(subnet),
+        "nft rules of {subnet} left:\n{table}"
+    );
+    let state = network::state::State::open(Path::new(network::STATE_DIR)).unwrap();
+    assert!(
+        !state.leases().unwrap().iter().any(|l| l.network == name),
+        "leases on {name} left"
+    );
+    assert!(
+        state.network(name).unwrap().is_none(),
+        "{name} still recorded"
+    );
+    let (code, _, err) = b.code(&["network", "inspect", name]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!("Error response from daemon: network {name} not found\n")
+    );
+}
+
+#[test]
+fn user_networks_are_created_listed_inspected_and_removed_as_docker_shows_them() {
+    let b = Berth::new();
+    let pid = std::process::id();
+    let one = format!("un-a-{pid}");
+    let two = format!("un-b-{pid}");
+    let id = b
+        .ok(&["network", "create", "--label", "team=x", "-o", "k=v", &one])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+
+    let ls = b.ok(&["network", "ls"]);
+    let mut lines = ls.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(
+        header.iter().map(|s| s.trim()).collect::<Vec<_>>(),
+        ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
+    );
+    let row = |name: &str| {
+        ls.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{ls}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row(&one), [&id[..12], &one, "bridge", "local"]);
+    assert_eq!(row("bridge")[2..], ["bridge", "local"]);
+    assert_eq!(row("host")[2..], ["host", "local"]);
+    assert_eq!(row("none")[2..], ["null", "local"]);
+    assert_eq!(
+        b.ok(&["network", "ls", "-q", "--filter", &format!("name={one}")]),
+        format!("{}\n", &id[..12])
+    );
+    assert_eq!(
+        b.ok(&[
+            "network",
+            "ls",
+            "--filter",
+            &format!("name={one}"),
+            "--format",
+            "{{.Name}} {{.Driver}}"
+        ]),
+        format!("{one} bridge\n")
+    );
+
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["network", "inspect", &one])).unwrap();
+    let n = &v[0];
+    assert_eq!(n["Name"], one.as_str());
+    assert_eq!(n["Id"], id.as_str());
+    assert_eq!(n["Scope"], "local");
+    assert_eq!(n["Driver"], "bridge");
+    assert_eq!(n["EnableIPv6"], false);
+    assert_eq!(n["Internal"], false);
+    assert_eq!(n["Labels"], serde_json::json!({"team": "x"}));
+    assert_eq!(n["Options"], serde_json::json!({"k": "v"}));
+    assert_eq!(n["Containers"], serde_json::json!({}));
+    assert!(n["Created"].as_str().unwrap().ends_with('Z'));
+    let subnet = n["IPAM"]["Config"][0]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gateway = n["IPAM"]["Config"][0]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (net, len) = subnet.split_once('/').unwrap();
+    let net: Ipv4Addr = net.parse().unwrap();
+    let gw: Ipv4Addr = gateway.parse().unwrap();
+    assert_eq!(u32::from(gw), u32::from(net) + 1, "{subnet} {gateway}");
+    // Its bridge holds the gateway; no other network or host address overlaps it.
+    let bridge = format!("br-{}", &id[..12]);
+    let addrs = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-4", "-br", "addr"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    let on_bridge = addrs
+        .lines()
+        .find(|l| l.starts_with(&bridge))
+        .unwrap_or_else(|| panic!("{addrs}"));
+    assert!(
+        on_bridge.contains(&format!("{gateway}/{len}")),
+        "{on_bridge}"
+    );
+    assert_eq!(
+        addrs
+            .lines()
+            .filter(|l| l.contains(&format!(
+                "{}.",
+                net.octets()[..2]
+                    .iter()
+                    .map(|o| o.to_string())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            )))
+            .count(),
+        1,
+        "one link in {subnet}:\n{addrs}"
+    );
+    // Inspect by id prefix too.
+    assert_eq!(net_inspect(&b, &id[..12], "{{.Name}}"), one);
+
+    // The same subnet again: docker's words, one line, exit 1, nothing left.
+    let (code, out, err) = b.code(&["network", "create", "--subnet", &subnet, &two]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        err,
+        "Error response from daemon: Pool overlaps with other one on this address space\n"
+    );
+    assert!(out.is_empty());
+    assert!(!b.ok(&["network", "ls"]).contains(&two));
+    // The name again.
+    let (code, _, err) = b.code(&["network", "create", &one]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!("Error response from daemon: network with name {one} already exists\n")
+    );
+    // A given subnet and gateway are used as given.
+    let third = format!("un-c-{pid}");
+    let (code, _, _) = b.code(&["network", "create", "--subnet", "10.0.0.0/8", &third]);
+    // 10/8 overlaps berth0 (10.89/16 or so) or the network above: refused.
+    assert_eq!(code, 1);
+
+    // rm prints the name; prune removes what no container uses.
+    let mine = format!("test={pid}");
+    let two_id = b
+        .ok(&["network", "create", "--internal", "--label", &mine, &two])
+        .trim()
+        .to_string();
+    assert_eq!(net_inspect(&b, &two, "{{.Internal}}"), "true");
+    let two_subnet = net_config(&b, &two).0;
+    assert_eq!(b.ok(&["network", "rm", &one]), format!("{one}\n"));
+    assert_user_network_gone(&b, &one, &bridge, &subnet);
+    // Networks are the host's and other tests run now: prune only this test's.
+    let pruned = b.ok(&[
+        "network",
+        "prune",
+        "-f",
+        "--filter",
+        &format!("label={mine}"),
+    ]);
+    assert!(pruned.starts_with("Deleted Networks:\n"), "{pruned}");
+    assert!(pruned.lines().any(|l| l == two), "{pruned}");
+    assert_user_network_gone(&b, &two, &format!("br-{}", &two_id[..12]), &two_subnet);
+    // Predefined networks stay.
+    let (code, _, err) = b.code(&["network", "rm", "bridge"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("pre-defined"), "{err}");
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_and_no_one_else_does() {
+    let b = Berth::with_busybox();
+    let pid = std::process::id();
+    let front = format!("un-front-{pid}");
+    let back = format!("un-back-{pid}");
+    let closed = format!("un-closed-{pid}");
+    let mine = format!("test={pid}");
+    let front_id = b
+        .ok(&["network", "create", "--label", &mine, &front])
+        .trim()
+        .to_string();
+    b.ok(&["network", "create", &back]);
+    b.ok(&["network", "create", "--internal", &closed]);
+    let (subnet, gateway) = net_config(&b, &front);
+
+    let web = httpd(
+        &b,
+        &["--network", &front, "--name", &format!("web-{pid}")],
+        "hello-front",
+    );
+    let ip = address(&b, &web);
+    let (net, len) = subnet.split_once('/').unwrap();
+    let mask = u32::MAX << (32 - len.parse::<u32>().unwrap());
+    assert_eq!(
+        u32::from(ip) & mask,
+        u32::from(net.parse::<Ipv4Addr>().unwrap())
+    );
+    assert_eq!(inspect(&b, &web, "{{.NetworkSettings.Gateway}}"), gateway);
+    let nets: serde_json::Value =
+        serde_json::from_str(&inspect(&b, &web, "{{json .NetworkSettings.Networks}}")).unwrap();
+    assert_eq!(nets[&front]["IPAddress"], ip.to_string().as_str(), "{nets}");
+    // The network lists it.
+    let v: serde_json::Value =
+        serde_json::from_str(&b.ok(&["network", "inspect", &front])).unwrap();
+    let ep = &v[0]["Containers"][&web];
+    assert_eq!(ep["Name"], format!("web-{pid}").as_str());
+    assert_eq!(ep["IPv4Address"], format!("{ip}/{len}").as_str());
+
+    let get = format!(
+        "for i in $(seq 50); do \
+           printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80 | grep hello && exit 0; \
+           sleep 0.1; done; echo unreachable"
+    );
+    let once = format!(
+        "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80 | grep hello || echo unreachable"
+    );
+    // Same network: reached by address; the default route goes via its gateway.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &front,
+        "bb:1",
+        "sh",
+        "-c",
+        &format!("ip route; {get}"),
+    ]);
+    assert!(out.contains("hello-front"), "{out}");
+    assert!(
+        out.contains(&format!("default via {gateway} dev eth0")),
+        "{out}"
+    );
+    // Another user network, and the default bridge: not reached.
+    // (Each client has a working network of its own: it reaches its gateway.)
+    let probe = format!(
+        "gw=$(ip route | sed -n 's/^default via \\([0-9.]*\\).*/\\1/p'); \
+         ping -c 1 -W 2 $gw >/dev/null && echo own-gateway-ok; {once}"
+    );
+    for extra in [vec!["--network", back.as_str()], vec![]] {
+        let mut args = vec!["run", "--rm"];
+        args.extend(extra);
+        args.extend(["bb:1", "sh", "-c", &probe]);
+        let out = b.ok(&args);
+        assert!(out.contains("own-gateway-ok"), "{out}");
+        assert!(
+            out.contains("unreachable") && !out.contains("hello"),
+            "{out}"
+        );
+    }
+    // The host itself reaches it (as docker's host reaches its bridges' containers).
+    assert_eq!(fetch(SocketAddr::from((ip, 80))).trim(), "hello-front");
+    // An internal network: an address, no default route, and no way to the others.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &closed,
+        "bb:1",
+        "sh",
+        "-c",
+        &format!("ip -4 -o addr show eth0; ip route; {once}"),
+    ]);
+    assert!(out.contains("eth0"), "{out}");
+    assert!(
+        !out.contains("default"),
+        "an internal network has no default route: {out}"
+    );
+    assert!(out.contains("unreachable"), "{out}");
+
+    // In use (running, or only created): refused with docker's text, and it still works.
+    let in_use = format!(
+        "Error response from daemon: error while removing network: network {front} id {front_id} has active endpoints\n"
+    );
+    let (code, _, err) = b.code(&["network", "rm", &front]);
+    assert_eq!((code, err.as_str()), (1, in_use.as_str()));
+    let out = b.ok(&["run", "--rm", "--network", &front, "bb:1", "sh", "-c", &get]);
+    assert!(out.contains("hello-front"), "{out}");
+    b.ok(&["rm", "-f", &web]);
+    assert_network_gone(&b, &web);
+    let created = b
+        .ok(&["create", "--network", &front, "bb:1", "true"])
+        .trim()
+        .to_string();
+    let (code, _, err) = b.code(&["network", "rm", &front]);
+    assert_eq!((code, err.as_str()), (1, in_use.as_str()));
+    // prune keeps it too.
+    let pruned = b.ok(&[
+        "network",
+        "prune",
+        "-f",
+        "--filter",
+        &format!("label={mine}"),
+    ]);
+    assert!(!pruned.contains(&front), "{pruned}");
+    b.ok(&["rm", &created]);
+
+    // An unknown network: one line, exit 125, no container.
+    let (code, _, err) = b.code(&[
+        "run",
+        "--rm",
+        "--network",
+        &format!("nope-{pid}"),
+        "bb:1",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("network nope-{pid} not found")),
+        "{err}"
+    );
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+
+    let bridge = format!("br-{}", &front_id[..12]);
+    assert_eq!(
+        b.ok(&["network", "rm", &front, &back, &closed]),
+        format!("{front}\n{back}\n{closed}\n")
+    );
+    assert_user_network_gone(&b, &front, &bridge, &subnet);
+    assert!(leases_of(&b).is_empty());
+    b.assert_nothing_left();
+}

@@ -28,10 +28,10 @@ pub use ports::{parse_expose, parse_publish, PortBinding, PortSpec, Proto};
 
 use rtnl::Rtnl;
 use state::{Blocked, Holder, Lease, NetworkRow, State};
-use user::find;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use user::find;
 
 /// The host's network state: the IPAM database and the bridge lock.
 pub const STATE_DIR: &str = "/run/berth/network";
@@ -379,8 +379,8 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
         (bridge, false)
     } else {
         let state = State::open(dir)?;
-        let (row, def) = find(&state, req.network)?
-            .ok_or_else(|| Error::NotFound(req.network.to_string()))?;
+        let (row, def) =
+            find(&state, req.network)?.ok_or_else(|| Error::NotFound(req.network.to_string()))?;
         drop(state);
         // Made by `network create`; made again if something deleted it.
         let _lock = lock(dir)?;

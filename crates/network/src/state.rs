@@ -280,7 +280,9 @@ impl State {
     pub fn defs(&self) -> Result<Vec<NetDef>, Error> {
         let mut st = self
             .conn
-            .prepare("SELECT name, id, created, internal, labels, options FROM netdefs ORDER BY name")
+            .prepare(
+                "SELECT name, id, created, internal, labels, options FROM netdefs ORDER BY name",
+            )
             .map_err(db(&self.path, "reading networks"))?;
         let rows = st
             .query_map([], |r| {

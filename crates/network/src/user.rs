@@ -140,9 +140,7 @@ pub fn create(dir: &Path, req: &NewNetwork) -> Result<Network, Error> {
     let gateway = match req.gateway {
         Some(g) => {
             let broadcast = u32::from(subnet) | !mask;
-            if u32::from(g) & mask != u32::from(subnet)
-                || g == subnet
-                || u32::from(g) == broadcast
+            if u32::from(g) & mask != u32::from(subnet) || g == subnet || u32::from(g) == broadcast
             {
                 return Err(Error::Invalid(format!(
                     "no matching subnet for gateway {g}"
@@ -208,12 +206,10 @@ pub fn list(dir: &Path) -> Result<Vec<Network>, Error> {
         .defs()?
         .into_iter()
         .filter_map(|def| {
-            rows.iter()
-                .find(|r| r.name == def.name)
-                .map(|row| Network {
-                    row: row.clone(),
-                    def,
-                })
+            rows.iter().find(|r| r.name == def.name).map(|row| Network {
+                row: row.clone(),
+                def,
+            })
         })
         .collect())
 }
@@ -252,7 +248,13 @@ pub fn endpoints(dir: &Path, name: &str) -> Result<Vec<Endpoint>, Error> {
         let address = state
             .lease_of(&m.holder)?
             .filter(|l| l.network == name)
-            .and_then(|l| state.network(name).ok().flatten().map(|n| (l.address, n.prefix)));
+            .and_then(|l| {
+                state
+                    .network(name)
+                    .ok()
+                    .flatten()
+                    .map(|n| (l.address, n.prefix))
+            });
         out.push(Endpoint {
             id: m.holder,
             name: m.name,
@@ -264,7 +266,13 @@ pub fn endpoints(dir: &Path, name: &str) -> Result<Vec<Endpoint>, Error> {
 
 /// Records that container `holder` (named `cname`, of the store at `root`) is on
 /// network `key`; the network's name, or `NotFound`.
-pub fn join(dir: &Path, key: &str, holder: &str, root: &Path, cname: &str) -> Result<String, Error> {
+pub fn join(
+    dir: &Path,
+    key: &str,
+    holder: &str,
+    root: &Path,
+    cname: &str,
+) -> Result<String, Error> {
     let mut state = State::open(dir)?;
     let (row, _) = find(&state, key)?.ok_or_else(|| Error::NotFound(key.to_string()))?;
     state.join(&Member {
