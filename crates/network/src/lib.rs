@@ -104,12 +104,36 @@ pub struct Bridge {
 /// Holds `DIR/bridge.lock`: serialises bridge creation, subnet choice and network
 /// removal across processes.
 fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    lock_file(dir, "bridge.lock", nix::fcntl::FlockArg::LockExclusive)
+}
+
+/// `DIR/firewall.lock`: a publish reads the list of networks and writes the base rules
+/// for it under a shared lock; `network create` and `rm` change that list and rewrite
+/// the rules under an exclusive one, so a publish racing them never writes a stale list
+/// (which would drop a new network's rules or bring back a removed one's).
+pub(crate) fn firewall_lock(
+    dir: &Path,
+    exclusive: bool,
+) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    let how = if exclusive {
+        nix::fcntl::FlockArg::LockExclusive
+    } else {
+        nix::fcntl::FlockArg::LockShared
+    };
+    lock_file(dir, "firewall.lock", how)
+}
+
+fn lock_file(
+    dir: &Path,
+    file: &str,
+    how: nix::fcntl::FlockArg,
+) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Netns {
         what: "creating",
         path: dir.to_path_buf(),
         source,
     })?;
-    let lock_path = dir.join("bridge.lock");
+    let lock_path = dir.join(file);
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -120,12 +144,10 @@ fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
             path: lock_path.clone(),
             source,
         })?;
-    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
-        Error::Netns {
-            what: "locking",
-            path: lock_path,
-            source: e.into(),
-        }
+    nix::fcntl::Flock::lock(lock, how).map_err(|(_, e)| Error::Netns {
+        what: "locking",
+        path: lock_path,
+        source: e.into(),
     })
 }
 
@@ -474,6 +496,7 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
         inside.add_default_route(eth0, bridge.gateway)?;
     }
     if !att.ports.is_empty() {
+        let _fw = firewall_lock(dir, false)?;
         nft::publish(&nets_of(&state)?, req.id, address, &att.ports)?;
     }
     Ok(att)

@@ -6,7 +6,9 @@
 
 use crate::rtnl::Rtnl;
 use crate::state::{Member, NetDef, NetworkRow, State};
-use crate::{ensure_locked, free_subnet, host_used, lock, nets_of, nft, overlap, Error};
+use crate::{
+    ensure_locked, firewall_lock, free_subnet, host_used, lock, nets_of, nft, overlap, Error,
+};
 use crate::{BRIDGE, DEFAULT_NETWORK};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -167,6 +169,7 @@ pub fn create(dir: &Path, req: &NewNetwork) -> Result<Network, Error> {
         options: req.options.clone(),
     };
     // Records first, so the firewall batch that `ensure_locked` writes includes it.
+    let _fw = firewall_lock(dir, true)?;
     state.define(&row, &def)?;
     if let Err(e) = ensure_locked(dir, &row.bridge, Some((gateway, prefix)), req.internal) {
         let _ = teardown(&mut state, &row);
@@ -317,6 +320,7 @@ pub fn remove(dir: &Path, key: &str, gone: IsGone) -> Result<NetDef, Error> {
     if state.leases()?.iter().any(|l| l.network == row.name) {
         return Err(in_use());
     }
+    let _fw = firewall_lock(dir, true)?;
     teardown(&mut state, &row)?;
     Ok(def)
 }
