@@ -24,9 +24,11 @@ pub fn settings(engine: &Engine, c: &Container) -> Value {
         None => (String::new(), 0, String::new()),
     };
     if let Some(name) = engine::net::network_name(&c.options.run) {
+        let mac = mac(&address);
         networks.insert(
             name.into(),
             json!({
+                "MacAddress": mac,
                 "IPAddress": address,
                 "IPPrefixLen": prefix,
                 "Gateway": gateway,
@@ -42,8 +44,17 @@ pub fn settings(engine: &Engine, c: &Container) -> Value {
         "IPAddress": address,
         "IPPrefixLen": prefix,
         "Gateway": gateway,
+        "MacAddress": mac(&address),
         "Networks": networks,
     })
+}
+
+/// The MAC address of a container's `eth0` at `address` ("" when it has none).
+fn mac(address: &str) -> String {
+    address
+        .parse()
+        .map(engine::network::mac_text)
+        .unwrap_or_default()
 }
 
 /// `ps`'s PORTS: `0.0.0.0:8080->80/tcp, 0.0.0.0:5353->53/udp`.
@@ -238,7 +249,7 @@ fn shown(n: &Network) -> Result<Shown> {
                 json!({
                     "Name": ep.name,
                     "EndpointID": "",
-                    "MacAddress": "",
+                    "MacAddress": engine::network::mac_text(addr),
                     "IPv4Address": format!("{addr}/{prefix}"),
                     "IPv6Address": "",
                 }),

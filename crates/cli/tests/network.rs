@@ -563,8 +563,8 @@ fn a_published_port_serves_another_machine_through_the_hosts_address() {
 }
 
 // ---------------------------------------------------------------------------------
-// User networks. Names carry the test's pid; no test here publishes ports (the range
-// 18140–18179 is theirs should one need to).
+// User networks. Names carry the test's pid (networks are the host's, shared with every
+// test running now); host ports 18140–18179 are theirs.
 
 /// `network inspect -f TEMPLATE NAME`, trimmed.
 fn net_inspect(b: &Berth, name: &str, template: &str) -> String {
@@ -815,6 +815,7 @@ fn containers_on_a_user_network_reach_each_other_and_no_one_else_does() {
     let ep = &v[0]["Containers"][&web];
     assert_eq!(ep["Name"], format!("web-{pid}").as_str());
     assert_eq!(ep["IPv4Address"], format!("{ip}/{len}").as_str());
+    assert_eq!(ep["MacAddress"], network::mac_text(ip).as_str());
 
     let get = format!(
         "for i in $(seq 50); do \
@@ -833,9 +834,23 @@ fn containers_on_a_user_network_reach_each_other_and_no_one_else_does() {
         "bb:1",
         "sh",
         "-c",
-        &format!("ip route; {get}"),
+        &format!(
+            "ip route; ip -4 -o addr show eth0; echo mac=$(cat /sys/class/net/eth0/address); {get}"
+        ),
     ]);
     assert!(out.contains("hello-front"), "{out}");
+    // Its MAC follows from its address (Docker's 02:42 rule), as inspect shows it.
+    let own: Ipv4Addr = out
+        .lines()
+        .find(|l| l.contains("eth0") && l.contains("inet "))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no eth0 address: {out}"));
+    assert!(
+        out.contains(&format!("mac={}", network::mac_text(own))),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("default via {gateway} dev eth0")),
         "{out}"
@@ -928,5 +943,107 @@ fn containers_on_a_user_network_reach_each_other_and_no_one_else_does() {
     );
     assert_user_network_gone(&b, &front, &bridge, &subnet);
     assert!(leases_of(&b).is_empty());
+    b.assert_nothing_left();
+}
+
+#[test]
+fn user_network_containers_leave_nothing_after_rm_run_rm_stop_and_a_dead_monitor() {
+    let b = Berth::with_busybox();
+    let pid = std::process::id();
+    let name = format!("un-down-{pid}");
+    let id = b
+        .ok(&[
+            "network",
+            "create",
+            "--label",
+            &format!("test={pid}"),
+            &name,
+        ])
+        .trim()
+        .to_string();
+    let (subnet, _) = net_config(&b, &name);
+
+    // A published port works on a user network too, from the host's loopback.
+    let web = httpd(
+        &b,
+        &["--network", &name, "-p", "18140:80"],
+        "hello-user-port",
+    );
+    assert_eq!(
+        fetch("127.0.0.1:18140".parse().unwrap()).trim(),
+        "hello-user-port"
+    );
+    b.ok(&["rm", "-f", &web]);
+    assert_network_gone(&b, &web);
+
+    // run --rm, a few times, with a port.
+    for _ in 0..5 {
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &name,
+            "-p",
+            "18141:80",
+            "bb:1",
+            "cat",
+            "/proc/self/cgroup",
+        ]);
+        let c = out
+            .lines()
+            .find_map(|l| l.split_once(":/berth/").map(|(_, id)| id.to_string()))
+            .unwrap_or_else(|| panic!("no berth cgroup in {out:?}"));
+        assert_network_gone(&b, &c);
+    }
+
+    // Stop releases it, start takes a new lease on the same network.
+    let c = b
+        .ok(&["run", "-d", "--network", &name, "bb:1", "sleep", "1000"])
+        .trim()
+        .to_string();
+    b.ok(&["stop", "-t", "0", &c]);
+    assert_network_gone(&b, &c);
+    b.ok(&["start", &c]);
+    let ip = address(&b, &c);
+    let (net, len) = subnet.split_once('/').unwrap();
+    let mask = u32::MAX << (32 - len.parse::<u32>().unwrap());
+    assert_eq!(
+        u32::from(ip) & mask,
+        u32::from(net.parse::<Ipv4Addr>().unwrap())
+    );
+
+    // A monitor killed with SIGKILL: the next look reconciles, the network goes.
+    let ps = Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let mpid: i32 = ps
+        .lines()
+        .find(|l| l.contains("berth-monitor") && l.contains(&c))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("the monitor");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(mpid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the monitor to die", || {
+        !Path::new(&format!("/proc/{mpid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{mpid}/stat"))
+                .is_ok_and(|s| s.contains(") Z"))
+    });
+    b.ok(&["ps", "-a"]);
+    assert_network_gone(&b, &c);
+    // Still a member until it is removed.
+    let (code, _, _) = b.code(&["network", "rm", &name]);
+    assert_eq!(code, 1);
+    b.ok(&["rm", "-f", &c]);
+
+    assert_eq!(
+        b.ok(&["network", "rm", &id[..12]]),
+        format!("{}\n", &id[..12])
+    );
+    assert_user_network_gone(&b, &name, &format!("br-{}", &id[..12]), &subnet);
     b.assert_nothing_left();
 }

@@ -339,6 +339,22 @@ fn overlap(a: (u32, u8), b: (u32, u8)) -> bool {
     a.0 & m == b.0 & m
 }
 
+/// The MAC address of a container's `eth0`: Docker's rule, `02:42` and the four bytes
+/// of its IPv4 address (locally administered, unicast), so it follows from the lease.
+pub fn mac_of(address: Ipv4Addr) -> [u8; 6] {
+    let o = address.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// `mac_of` as text: `02:42:0a:59:00:02`.
+pub fn mac_text(address: Ipv4Addr) -> String {
+    mac_of(address)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// The host end of container `id`'s veth: `vb` and 12 hex digits, within IFNAMSIZ.
 pub fn veth_name(id: &str) -> String {
     format!("vb{}", &id[..id.len().min(12)])
@@ -480,6 +496,7 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
         &veth_name(req.id),
         bridge.index,
         "eth0",
+        mac_of(address),
         ns.as_fd(),
         bridge.mtu,
     )?;
