@@ -566,6 +566,28 @@ fn a_published_port_serves_another_machine_through_the_hosts_address() {
 // User networks. Names carry the test's pid (networks are the host's, shared with every
 // test running now); host ports 18140–18179 are theirs.
 
+/// Removes a test's networks when it ends, also when it fails half-way (networks are
+/// the host's: a failed test must not leave bridges behind). Its containers go first.
+struct Nets<'a>(&'a Berth, Vec<String>);
+
+impl Drop for Nets<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let ids = self.0.code(&["ps", "-aq", "--no-trunc"]).1;
+        let ids: Vec<&str> = ids.lines().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = self.0.code(&args);
+        }
+        for n in &self.1 {
+            let _ = self.0.code(&["network", "rm", n]);
+        }
+    }
+}
+
 /// `network inspect -f TEMPLATE NAME`, trimmed.
 fn net_inspect(b: &Berth, name: &str, template: &str) -> String {
     b.ok(&["network", "inspect", "-f", template, name])
@@ -622,6 +644,13 @@ fn user_networks_are_created_listed_inspected_and_removed_as_docker_shows_them()
     let pid = std::process::id();
     let one = format!("un-a-{pid}");
     let two = format!("un-b-{pid}");
+    let _nets = Nets(
+        &b,
+        ["a", "b", "c", "d"]
+            .iter()
+            .map(|x| format!("un-{x}-{pid}"))
+            .collect(),
+    );
     let id = b
         .ok(&["network", "create", "--label", "team=x", "-o", "k=v", &one])
         .trim()
@@ -744,11 +773,54 @@ fn user_networks_are_created_listed_inspected_and_removed_as_docker_shows_them()
         err,
         format!("Error response from daemon: network with name {one} already exists\n")
     );
-    // A given subnet and gateway are used as given.
+    // A subnet containing the one above is refused as well.
     let third = format!("un-c-{pid}");
-    let (code, _, _) = b.code(&["network", "create", "--subnet", "10.0.0.0/8", &third]);
-    // 10/8 overlaps berth0 (10.89/16 or so) or the network above: refused.
-    assert_eq!(code, 1);
+    let (code, _, err) = b.code(&["network", "create", "--subnet", "10.0.0.0/8", &third]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Pool overlaps"), "{err}");
+    // A given subnet and gateway are used as given (a /24 per test pid, far above the
+    // /16s that networks get by default).
+    let x = pid % 250;
+    let given = format!("10.251.{x}.0/24");
+    let gw = format!("10.251.{x}.254");
+    b.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &given,
+        "--gateway",
+        &gw,
+        "--label",
+        &format!("test={pid}"),
+        &third,
+    ]);
+    assert_eq!(net_config(&b, &third), (given.clone(), gw.clone()));
+    let third_id = net_inspect(&b, &third, "{{.Id}}");
+    let third_bridge = format!("br-{}", &third_id[..12]);
+    let addrs = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-4", "-br", "addr", "show", &third_bridge])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(addrs.contains(&format!("{gw}/24")), "{addrs}");
+    // A gateway outside the subnet is refused, and nothing is made.
+    let (code, _, err) = b.code(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.252.0.0/24",
+        "--gateway",
+        "10.253.0.1",
+        &format!("un-d-{pid}"),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!b.ok(&["network", "ls"]).contains(&format!("un-d-{pid}")));
+    b.ok(&["network", "rm", &third]);
+    assert_user_network_gone(&b, &third, &third_bridge, &given);
 
     // rm prints the name; prune removes what no container uses.
     let mine = format!("test={pid}");
@@ -784,6 +856,7 @@ fn containers_on_a_user_network_reach_each_other_and_no_one_else_does() {
     let front = format!("un-front-{pid}");
     let back = format!("un-back-{pid}");
     let closed = format!("un-closed-{pid}");
+    let _nets = Nets(&b, vec![front.clone(), back.clone(), closed.clone()]);
     let mine = format!("test={pid}");
     let front_id = b
         .ok(&["network", "create", "--label", &mine, &front])
@@ -951,6 +1024,7 @@ fn user_network_containers_leave_nothing_after_rm_run_rm_stop_and_a_dead_monitor
     let b = Berth::with_busybox();
     let pid = std::process::id();
     let name = format!("un-down-{pid}");
+    let _nets = Nets(&b, vec![name.clone()]);
     let id = b
         .ok(&[
             "network",
