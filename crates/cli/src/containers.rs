@@ -861,11 +861,14 @@ fn ps_row(engine: &Engine, c: &Container, no_trunc: bool, now: i64) -> Map<Strin
     m
 }
 
-fn network_name(c: &Container) -> &'static str {
-    match c.options.run.network {
-        engine::flags::NetworkMode::Host => "host",
-        engine::flags::NetworkMode::Default => "bridge",
-        _ => "none",
+/// `ps`'s NETWORKS and `HostConfig.NetworkMode`: `bridge`, a user network's name as
+/// given, `host`, `none` (or `container:NAME`).
+fn network_name(c: &Container) -> String {
+    match &c.options.run.network {
+        engine::flags::NetworkMode::Host => "host".into(),
+        engine::flags::NetworkMode::Default => "bridge".into(),
+        engine::flags::NetworkMode::None => "none".into(),
+        engine::flags::NetworkMode::Other(n) => n.clone(),
     }
 }
 

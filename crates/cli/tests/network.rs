@@ -882,6 +882,18 @@ fn containers_on_a_user_network_reach_each_other_and_no_one_else_does() {
     let nets: serde_json::Value =
         serde_json::from_str(&inspect(&b, &web, "{{json .NetworkSettings.Networks}}")).unwrap();
     assert_eq!(nets[&front]["IPAddress"], ip.to_string().as_str(), "{nets}");
+    assert_eq!(inspect(&b, &web, "{{.HostConfig.NetworkMode}}"), front);
+    assert_eq!(
+        b.ok(&[
+            "ps",
+            "--filter",
+            &format!("id={web}"),
+            "--format",
+            "{{.Networks}}"
+        ])
+        .trim(),
+        front
+    );
     // The network lists it.
     let v: serde_json::Value =
         serde_json::from_str(&b.ok(&["network", "inspect", &front])).unwrap();
