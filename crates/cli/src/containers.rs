@@ -766,6 +766,8 @@ fn matches_filter(engine: &Engine, c: &Container, key: &str, value: &str) -> boo
         "name" => c.name.contains(value),
         "status" => c.state.docker_status() == value,
         "ancestor" => c.image_name == value || c.image.contains(value),
+        // By name, as the container was given it (docker also takes the network's id).
+        "network" => network_name(c) == value,
         "label" => match value.split_once('=') {
             Some((k, v)) => c.options.run.labels.get(k).is_some_and(|x| x == v),
             None => c.options.run.labels.contains_key(value),

@@ -894,6 +894,20 @@ fn containers_on_a_user_network_reach_each_other_and_no_one_else_does() {
         .trim(),
         front
     );
+    assert_eq!(
+        b.ok(&[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("network={front}")
+        ]),
+        format!("{web}\n")
+    );
+    assert_eq!(
+        b.ok(&["ps", "-q", "--filter", &format!("network={back}")]),
+        ""
+    );
     // The network lists it.
     let v: serde_json::Value =
         serde_json::from_str(&b.ok(&["network", "inspect", &front])).unwrap();
