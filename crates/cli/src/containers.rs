@@ -766,6 +766,8 @@ fn matches_filter(engine: &Engine, c: &Container, key: &str, value: &str) -> boo
         "name" => c.name.contains(value),
         "status" => c.state.docker_status() == value,
         "ancestor" => c.image_name == value || c.image.contains(value),
+        // By name, as the container was given it (docker also takes the network's id).
+        "network" => network_name(c) == value,
         "label" => match value.split_once('=') {
             Some((k, v)) => c.options.run.labels.get(k).is_some_and(|x| x == v),
             None => c.options.run.labels.contains_key(value),
@@ -861,11 +863,14 @@ fn ps_row(engine: &Engine, c: &Container, no_trunc: bool, now: i64) -> Map<Strin
     m
 }
 
-fn network_name(c: &Container) -> &'static str {
-    match c.options.run.network {
-        engine::flags::NetworkMode::Host => "host",
-        engine::flags::NetworkMode::Default => "bridge",
-        _ => "none",
+/// `ps`'s NETWORKS and `HostConfig.NetworkMode`: `bridge`, a user network's name as
+/// given, `host`, `none` (or `container:NAME`).
+fn network_name(c: &Container) -> String {
+    match &c.options.run.network {
+        engine::flags::NetworkMode::Host => "host".into(),
+        engine::flags::NetworkMode::Default => "bridge".into(),
+        engine::flags::NetworkMode::None => "none".into(),
+        engine::flags::NetworkMode::Other(n) => n.clone(),
     }
 }
 

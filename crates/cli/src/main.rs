@@ -116,6 +116,9 @@ pub enum Cmd {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volumes::VolumeCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(networks::NetworkCmd),
 }
 
 fn main() {
@@ -164,6 +167,7 @@ fn main() {
         Cmd::Inspect(a) => inspect::inspect(&app, a),
         Cmd::Info(a) => info::info(&app, a),
         Cmd::Volume(c) => volumes::volume_cmd(&app, c),
+        Cmd::Network(c) => networks::network_cmd(&app, c),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -140,7 +140,7 @@ fn create(app: &App, a: &CreateArgs) -> Result<i32> {
 }
 
 /// `--filter KEY=VALUE` as pairs, checked against the keys a command accepts.
-fn filters(
+pub(crate) fn filters(
     items: &[String],
     accepted: &[&str],
 ) -> std::result::Result<Vec<(String, String)>, String> {
@@ -302,7 +302,7 @@ pub fn inspect_value(engine: &Engine, v: &Volume) -> Value {
 }
 
 /// JSON with docker's four-space indent.
-fn pretty(v: &Value) -> Result<String> {
+pub(crate) fn pretty(v: &Value) -> Result<String> {
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);

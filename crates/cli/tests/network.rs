@@ -561,3 +561,589 @@ fn a_published_port_serves_another_machine_through_the_hosts_address() {
     assert_network_gone(&b, &web);
     b.assert_nothing_left();
 }
+
+// ---------------------------------------------------------------------------------
+// User networks. Names carry the test's pid (networks are the host's, shared with every
+// test running now); host ports 18140–18179 are theirs.
+
+/// Removes a test's networks when it ends, also when it fails half-way (networks are
+/// the host's: a failed test must not leave bridges behind). Its containers go first.
+struct Nets<'a>(&'a Berth, Vec<String>);
+
+impl Drop for Nets<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let ids = self.0.code(&["ps", "-aq", "--no-trunc"]).1;
+        let ids: Vec<&str> = ids.lines().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = self.0.code(&args);
+        }
+        for n in &self.1 {
+            let _ = self.0.code(&["network", "rm", n]);
+        }
+    }
+}
+
+/// `network inspect -f TEMPLATE NAME`, trimmed.
+fn net_inspect(b: &Berth, name: &str, template: &str) -> String {
+    b.ok(&["network", "inspect", "-f", template, name])
+        .trim()
+        .to_string()
+}
+
+/// Network `name`'s subnet and gateway.
+fn net_config(b: &Berth, name: &str) -> (String, String) {
+    let v: serde_json::Value =
+        serde_json::from_str(&net_inspect(b, name, "{{json .IPAM.Config}}")).unwrap();
+    (
+        v[0]["Subnet"].as_str().unwrap().to_string(),
+        v[0]["Gateway"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Nothing of network `name` (bridge `bridge`, subnet `subnet`) is left on the host.
+fn assert_user_network_gone(b: &Berth, name: &str, bridge: &str, subnet: &str) {
+    assert!(
+        !links().contains(bridge),
+        "bridge {bridge} left:\n{}",
+        links()
+    );
+    let table = nft_table();
+    assert!(
+        !table.contains(bridge),
+        "nft rules of {bridge} left:\n{table}"
+    );
+    assert!(
+        !table.contains(subnet),
+        "nft rules of {subnet} left:\n{table}"
+    );
+    let state = network::state::State::open(Path::new(network::STATE_DIR)).unwrap();
+    assert!(
+        !state.leases().unwrap().iter().any(|l| l.network == name),
+        "leases on {name} left"
+    );
+    assert!(
+        state.network(name).unwrap().is_none(),
+        "{name} still recorded"
+    );
+    let (code, _, err) = b.code(&["network", "inspect", name]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!("Error response from daemon: network {name} not found\n")
+    );
+}
+
+#[test]
+fn user_networks_are_created_listed_inspected_and_removed_as_docker_shows_them() {
+    let b = Berth::new();
+    let pid = std::process::id();
+    let one = format!("un-a-{pid}");
+    let two = format!("un-b-{pid}");
+    let _nets = Nets(
+        &b,
+        ["a", "b", "c", "d"]
+            .iter()
+            .map(|x| format!("un-{x}-{pid}"))
+            .collect(),
+    );
+    let id = b
+        .ok(&["network", "create", "--label", "team=x", "-o", "k=v", &one])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+
+    let ls = b.ok(&["network", "ls"]);
+    let mut lines = ls.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(
+        header.iter().map(|s| s.trim()).collect::<Vec<_>>(),
+        ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
+    );
+    let row = |name: &str| {
+        ls.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{ls}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row(&one), [&id[..12], &one, "bridge", "local"]);
+    assert_eq!(row("bridge")[2..], ["bridge", "local"]);
+    assert_eq!(row("host")[2..], ["host", "local"]);
+    assert_eq!(row("none")[2..], ["null", "local"]);
+    assert_eq!(
+        b.ok(&["network", "ls", "-q", "--filter", &format!("name={one}")]),
+        format!("{}\n", &id[..12])
+    );
+    assert_eq!(
+        b.ok(&[
+            "network",
+            "ls",
+            "--filter",
+            &format!("name={one}"),
+            "--format",
+            "{{.Name}} {{.Driver}}"
+        ]),
+        format!("{one} bridge\n")
+    );
+
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["network", "inspect", &one])).unwrap();
+    let n = &v[0];
+    assert_eq!(n["Name"], one.as_str());
+    assert_eq!(n["Id"], id.as_str());
+    assert_eq!(n["Scope"], "local");
+    assert_eq!(n["Driver"], "bridge");
+    assert_eq!(n["EnableIPv6"], false);
+    assert_eq!(n["Internal"], false);
+    assert_eq!(n["Labels"], serde_json::json!({"team": "x"}));
+    assert_eq!(n["Options"], serde_json::json!({"k": "v"}));
+    assert_eq!(n["Containers"], serde_json::json!({}));
+    assert!(n["Created"].as_str().unwrap().ends_with('Z'));
+    let subnet = n["IPAM"]["Config"][0]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gateway = n["IPAM"]["Config"][0]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (net, len) = subnet.split_once('/').unwrap();
+    let net: Ipv4Addr = net.parse().unwrap();
+    let gw: Ipv4Addr = gateway.parse().unwrap();
+    assert_eq!(u32::from(gw), u32::from(net) + 1, "{subnet} {gateway}");
+    // Its bridge holds the gateway; no other network or host address overlaps it.
+    let bridge = format!("br-{}", &id[..12]);
+    let addrs = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-4", "-br", "addr"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    let on_bridge = addrs
+        .lines()
+        .find(|l| l.starts_with(&bridge))
+        .unwrap_or_else(|| panic!("{addrs}"));
+    assert!(
+        on_bridge.contains(&format!("{gateway}/{len}")),
+        "{on_bridge}"
+    );
+    assert_eq!(
+        addrs
+            .lines()
+            .filter(|l| l.contains(&format!(
+                "{}.",
+                net.octets()[..2]
+                    .iter()
+                    .map(|o| o.to_string())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            )))
+            .count(),
+        1,
+        "one link in {subnet}:\n{addrs}"
+    );
+    // Inspect by id prefix too.
+    assert_eq!(net_inspect(&b, &id[..12], "{{.Name}}"), one);
+
+    // The same subnet again: docker's words, one line, exit 1, nothing left.
+    let (code, out, err) = b.code(&["network", "create", "--subnet", &subnet, &two]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        err,
+        "Error response from daemon: Pool overlaps with other one on this address space\n"
+    );
+    assert!(out.is_empty());
+    assert!(!b.ok(&["network", "ls"]).contains(&two));
+    // The name again.
+    let (code, _, err) = b.code(&["network", "create", &one]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!("Error response from daemon: network with name {one} already exists\n")
+    );
+    // A subnet containing the one above is refused as well.
+    let third = format!("un-c-{pid}");
+    let (code, _, err) = b.code(&["network", "create", "--subnet", "10.0.0.0/8", &third]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Pool overlaps"), "{err}");
+    // A given subnet and gateway are used as given (a /24 per test pid, far above the
+    // /16s that networks get by default).
+    let x = pid % 250;
+    let given = format!("10.251.{x}.0/24");
+    let gw = format!("10.251.{x}.254");
+    b.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &given,
+        "--gateway",
+        &gw,
+        "--label",
+        &format!("test={pid}"),
+        &third,
+    ]);
+    assert_eq!(net_config(&b, &third), (given.clone(), gw.clone()));
+    let third_id = net_inspect(&b, &third, "{{.Id}}");
+    let third_bridge = format!("br-{}", &third_id[..12]);
+    let addrs = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-4", "-br", "addr", "show", &third_bridge])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(addrs.contains(&format!("{gw}/24")), "{addrs}");
+    // A gateway outside the subnet is refused, and nothing is made.
+    let (code, _, err) = b.code(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.252.0.0/24",
+        "--gateway",
+        "10.253.0.1",
+        &format!("un-d-{pid}"),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!b.ok(&["network", "ls"]).contains(&format!("un-d-{pid}")));
+    b.ok(&["network", "rm", &third]);
+    assert_user_network_gone(&b, &third, &third_bridge, &given);
+
+    // rm prints the name; prune removes what no container uses.
+    let mine = format!("test={pid}");
+    let two_id = b
+        .ok(&["network", "create", "--internal", "--label", &mine, &two])
+        .trim()
+        .to_string();
+    assert_eq!(net_inspect(&b, &two, "{{.Internal}}"), "true");
+    let two_subnet = net_config(&b, &two).0;
+    assert_eq!(b.ok(&["network", "rm", &one]), format!("{one}\n"));
+    assert_user_network_gone(&b, &one, &bridge, &subnet);
+    // Networks are the host's and other tests run now: prune only this test's.
+    let pruned = b.ok(&[
+        "network",
+        "prune",
+        "-f",
+        "--filter",
+        &format!("label={mine}"),
+    ]);
+    assert!(pruned.starts_with("Deleted Networks:\n"), "{pruned}");
+    assert!(pruned.lines().any(|l| l == two), "{pruned}");
+    assert_user_network_gone(&b, &two, &format!("br-{}", &two_id[..12]), &two_subnet);
+    // Predefined networks stay.
+    let (code, _, err) = b.code(&["network", "rm", "bridge"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("pre-defined"), "{err}");
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_and_no_one_else_does() {
+    let b = Berth::with_busybox();
+    let pid = std::process::id();
+    let front = format!("un-front-{pid}");
+    let back = format!("un-back-{pid}");
+    let closed = format!("un-closed-{pid}");
+    let _nets = Nets(&b, vec![front.clone(), back.clone(), closed.clone()]);
+    let mine = format!("test={pid}");
+    let front_id = b
+        .ok(&["network", "create", "--label", &mine, &front])
+        .trim()
+        .to_string();
+    b.ok(&["network", "create", &back]);
+    b.ok(&["network", "create", "--internal", &closed]);
+    let (subnet, gateway) = net_config(&b, &front);
+
+    let web = httpd(
+        &b,
+        &["--network", &front, "--name", &format!("web-{pid}")],
+        "hello-front",
+    );
+    let ip = address(&b, &web);
+    let (net, len) = subnet.split_once('/').unwrap();
+    let mask = u32::MAX << (32 - len.parse::<u32>().unwrap());
+    assert_eq!(
+        u32::from(ip) & mask,
+        u32::from(net.parse::<Ipv4Addr>().unwrap())
+    );
+    assert_eq!(inspect(&b, &web, "{{.NetworkSettings.Gateway}}"), gateway);
+    let nets: serde_json::Value =
+        serde_json::from_str(&inspect(&b, &web, "{{json .NetworkSettings.Networks}}")).unwrap();
+    assert_eq!(nets[&front]["IPAddress"], ip.to_string().as_str(), "{nets}");
+    assert_eq!(inspect(&b, &web, "{{.HostConfig.NetworkMode}}"), front);
+    assert_eq!(
+        b.ok(&[
+            "ps",
+            "--filter",
+            &format!("id={web}"),
+            "--format",
+            "{{.Networks}}"
+        ])
+        .trim(),
+        front
+    );
+    assert_eq!(
+        b.ok(&[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("network={front}")
+        ]),
+        format!("{web}\n")
+    );
+    assert_eq!(
+        b.ok(&["ps", "-q", "--filter", &format!("network={back}")]),
+        ""
+    );
+    // The network lists it.
+    let v: serde_json::Value =
+        serde_json::from_str(&b.ok(&["network", "inspect", &front])).unwrap();
+    let ep = &v[0]["Containers"][&web];
+    assert_eq!(ep["Name"], format!("web-{pid}").as_str());
+    assert_eq!(ep["IPv4Address"], format!("{ip}/{len}").as_str());
+    assert_eq!(ep["MacAddress"], network::mac_text(ip).as_str());
+
+    let get = format!(
+        "for i in $(seq 50); do \
+           printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80 | grep hello && exit 0; \
+           sleep 0.1; done; echo unreachable"
+    );
+    let once = format!(
+        "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80 | grep hello || echo unreachable"
+    );
+    // Same network: reached by address; the default route goes via its gateway.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &front,
+        "bb:1",
+        "sh",
+        "-c",
+        &format!(
+            "ip route; ip -4 -o addr show eth0; echo mac=$(cat /sys/class/net/eth0/address); {get}"
+        ),
+    ]);
+    assert!(out.contains("hello-front"), "{out}");
+    // Its MAC follows from its address (Docker's 02:42 rule), as inspect shows it.
+    let own: Ipv4Addr = out
+        .lines()
+        .find(|l| l.contains("eth0") && l.contains("inet "))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no eth0 address: {out}"));
+    assert!(
+        out.contains(&format!("mac={}", network::mac_text(own))),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("default via {gateway} dev eth0")),
+        "{out}"
+    );
+    // Another user network, and the default bridge: not reached.
+    // (Each client has a working network of its own: it reaches its gateway.)
+    let probe = format!(
+        "gw=$(ip route | sed -n 's/^default via \\([0-9.]*\\).*/\\1/p'); \
+         ping -c 1 -W 2 $gw >/dev/null && echo own-gateway-ok; {once}"
+    );
+    for extra in [vec!["--network", back.as_str()], vec![]] {
+        let mut args = vec!["run", "--rm"];
+        args.extend(extra);
+        args.extend(["bb:1", "sh", "-c", &probe]);
+        let out = b.ok(&args);
+        assert!(out.contains("own-gateway-ok"), "{out}");
+        assert!(
+            out.contains("unreachable") && !out.contains("hello"),
+            "{out}"
+        );
+    }
+    // The host itself reaches it (as docker's host reaches its bridges' containers).
+    assert_eq!(fetch(SocketAddr::from((ip, 80))).trim(), "hello-front");
+    // An internal network: an address, no default route, and no way to the others.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &closed,
+        "bb:1",
+        "sh",
+        "-c",
+        &format!("ip -4 -o addr show eth0; ip route; {once}"),
+    ]);
+    assert!(out.contains("eth0"), "{out}");
+    assert!(
+        !out.contains("default"),
+        "an internal network has no default route: {out}"
+    );
+    assert!(out.contains("unreachable"), "{out}");
+
+    // In use (running, or only created): refused with docker's text, and it still works.
+    let in_use = format!(
+        "Error response from daemon: error while removing network: network {front} id {front_id} has active endpoints\n"
+    );
+    let (code, _, err) = b.code(&["network", "rm", &front]);
+    assert_eq!((code, err.as_str()), (1, in_use.as_str()));
+    let out = b.ok(&["run", "--rm", "--network", &front, "bb:1", "sh", "-c", &get]);
+    assert!(out.contains("hello-front"), "{out}");
+    b.ok(&["rm", "-f", &web]);
+    assert_network_gone(&b, &web);
+    let created = b
+        .ok(&["create", "--network", &front, "bb:1", "true"])
+        .trim()
+        .to_string();
+    let (code, _, err) = b.code(&["network", "rm", &front]);
+    assert_eq!((code, err.as_str()), (1, in_use.as_str()));
+    // prune keeps it too.
+    let pruned = b.ok(&[
+        "network",
+        "prune",
+        "-f",
+        "--filter",
+        &format!("label={mine}"),
+    ]);
+    assert!(!pruned.contains(&front), "{pruned}");
+    b.ok(&["rm", &created]);
+
+    // An unknown network: one line, exit 125, no container.
+    let (code, _, err) = b.code(&[
+        "run",
+        "--rm",
+        "--network",
+        &format!("nope-{pid}"),
+        "bb:1",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("network nope-{pid} not found")),
+        "{err}"
+    );
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+
+    let bridge = format!("br-{}", &front_id[..12]);
+    assert_eq!(
+        b.ok(&["network", "rm", &front, &back, &closed]),
+        format!("{front}\n{back}\n{closed}\n")
+    );
+    assert_user_network_gone(&b, &front, &bridge, &subnet);
+    assert!(leases_of(&b).is_empty());
+    b.assert_nothing_left();
+}
+
+#[test]
+fn user_network_containers_leave_nothing_after_rm_run_rm_stop_and_a_dead_monitor() {
+    let b = Berth::with_busybox();
+    let pid = std::process::id();
+    let name = format!("un-down-{pid}");
+    let _nets = Nets(&b, vec![name.clone()]);
+    let id = b
+        .ok(&[
+            "network",
+            "create",
+            "--label",
+            &format!("test={pid}"),
+            &name,
+        ])
+        .trim()
+        .to_string();
+    let (subnet, _) = net_config(&b, &name);
+
+    // A published port works on a user network too, from the host's loopback.
+    let web = httpd(
+        &b,
+        &["--network", &name, "-p", "18140:80"],
+        "hello-user-port",
+    );
+    assert_eq!(
+        fetch("127.0.0.1:18140".parse().unwrap()).trim(),
+        "hello-user-port"
+    );
+    b.ok(&["rm", "-f", &web]);
+    assert_network_gone(&b, &web);
+
+    // run --rm, a few times, with a port.
+    for _ in 0..5 {
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &name,
+            "-p",
+            "18141:80",
+            "bb:1",
+            "cat",
+            "/proc/self/cgroup",
+        ]);
+        let c = out
+            .lines()
+            .find_map(|l| l.split_once(":/berth/").map(|(_, id)| id.to_string()))
+            .unwrap_or_else(|| panic!("no berth cgroup in {out:?}"));
+        assert_network_gone(&b, &c);
+    }
+
+    // Stop releases it, start takes a new lease on the same network.
+    let c = b
+        .ok(&["run", "-d", "--network", &name, "bb:1", "sleep", "1000"])
+        .trim()
+        .to_string();
+    b.ok(&["stop", "-t", "0", &c]);
+    assert_network_gone(&b, &c);
+    b.ok(&["start", &c]);
+    let ip = address(&b, &c);
+    let (net, len) = subnet.split_once('/').unwrap();
+    let mask = u32::MAX << (32 - len.parse::<u32>().unwrap());
+    assert_eq!(
+        u32::from(ip) & mask,
+        u32::from(net.parse::<Ipv4Addr>().unwrap())
+    );
+
+    // A monitor killed with SIGKILL: the next look reconciles, the network goes.
+    let ps = Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let mpid: i32 = ps
+        .lines()
+        .find(|l| l.contains("berth-monitor") && l.contains(&c))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("the monitor");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(mpid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the monitor to die", || {
+        !Path::new(&format!("/proc/{mpid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{mpid}/stat"))
+                .is_ok_and(|s| s.contains(") Z"))
+    });
+    b.ok(&["ps", "-a"]);
+    assert_network_gone(&b, &c);
+    // Still a member until it is removed.
+    let (code, _, _) = b.code(&["network", "rm", &name]);
+    assert_eq!(code, 1);
+    b.ok(&["rm", "-f", &c]);
+
+    assert_eq!(
+        b.ok(&["network", "rm", &id[..12]]),
+        format!("{}\n", &id[..12])
+    );
+    assert_user_network_gone(&b, &name, &format!("br-{}", &id[..12]), &subnet);
+    b.assert_nothing_left();
+}

@@ -220,9 +220,15 @@ impl Engine {
         match inserted {
             Ok(true) => {
                 let wants = volumes::wanted(&c.options.run, &self.image_volumes(image));
+                if let Err(e) = self.network_join(&c) {
+                    let _ = self.store.delete(&c.id);
+                    let _ = fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
                 match self.volumes.attach(&c.id, &wants) {
                     Ok(_) => Ok(c),
                     Err(e) => {
+                        self.network_leave(&c);
                         let _ = self.store.delete(&c.id);
                         let _ = fs::remove_dir_all(&dir);
                         Err(e.into())
@@ -841,6 +847,7 @@ impl Engine {
         };
         self.runtime_delete(&c);
         self.network_detach(&c);
+        self.network_leave(&c);
         // Waits for a `cp`/`export`/`diff`/`commit` that is reading the container.
         let _lock = self.lock(&c.id).ok();
         let rootfs = self.rootfs(&c.id);

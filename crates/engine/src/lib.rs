@@ -23,7 +23,7 @@ pub mod fs;
 pub mod health;
 pub mod logs;
 mod names;
-mod net;
+pub mod net;
 pub mod options;
 pub mod seccomp;
 pub mod spec;

@@ -42,7 +42,42 @@ pub(crate) fn is_stale(root: &Path, id: &str) -> bool {
 
 /// The bridge network applies: not `none`, `host` or another container's.
 pub(crate) fn on_bridge(run: &RunOptions) -> bool {
-    run.network == NetworkMode::Default
+    network_name(run).is_some()
+}
+
+/// The network whose bridge the container joins: `bridge` (the default) or a user
+/// network's name; `None` for `none`, `host` and `container:NAME`.
+pub fn network_name(run: &RunOptions) -> Option<&str> {
+    match &run.network {
+        NetworkMode::Default => Some(network::DEFAULT_NETWORK),
+        NetworkMode::Other(n) if !n.starts_with("container:") => Some(n),
+        _ => None,
+    }
+}
+
+/// A user network (not the default bridge), if the container names one.
+fn user_network(run: &RunOptions) -> Option<&str> {
+    network_name(run).filter(|n| *n != network::DEFAULT_NETWORK)
+}
+
+/// Whether container `id` of the store at `root` is gone for good (row or store).
+pub fn is_gone(root: &Path, id: &str) -> bool {
+    let db = root.join("berth.db");
+    if root.as_os_str().is_empty() || !db.exists() {
+        return true;
+    }
+    let Ok(conn) = rusqlite::Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return false;
+    };
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+    matches!(
+        conn.query_row("SELECT 1 FROM containers WHERE id = ?1", [id], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional(),
+        Ok(None)
+    )
 }
 
 /// The ports to publish: `-p` as given, then with `-P` every exposed port (the image's
@@ -98,6 +133,7 @@ impl Engine {
         let netns = self.netns_path(&c.id);
         let req = network::Request {
             id: &c.id,
+            network: network_name(&c.options.run).unwrap_or(network::DEFAULT_NETWORK),
             root: &self.root,
             netns: &netns,
             ports: &ports,
@@ -117,8 +153,35 @@ impl Engine {
         }
     }
 
-    /// `create`'s early check of fixed host ports (see [`network::check_ports`]).
+    /// A created container on a user network is one of its members until `rm`.
+    pub(crate) fn network_join(&self, c: &Container) -> Result<()> {
+        if let Some(net) = user_network(&c.options.run) {
+            network::user::join(
+                Path::new(network::STATE_DIR),
+                net,
+                &c.id,
+                &self.root,
+                &c.name,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Container `c` is removed: its user network may go.
+    pub(crate) fn network_leave(&self, c: &Container) {
+        if user_network(&c.options.run).is_some() {
+            let _ = network::user::leave(Path::new(network::STATE_DIR), &c.id);
+        }
+    }
+
+    /// `create`'s early checks: the user network exists, and fixed host ports are free
+    /// (see [`network::check_ports`]).
     pub(crate) fn network_check(&self, run: &RunOptions) -> Result<()> {
+        if let Some(net) = user_network(run) {
+            if network::user::get(Path::new(network::STATE_DIR), net)?.is_none() {
+                return Err(network::Error::NotFound(net.to_string()).into());
+            }
+        }
         if !on_bridge(run) || run.publish.is_empty() {
             return Ok(());
         }

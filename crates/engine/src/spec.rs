@@ -477,11 +477,13 @@ fn namespaces(opts: &RunOptions, ctx: &SpecContext) -> Result<Vec<Value>, SpecEr
     match &opts.network {
         NetworkMode::Host => {}
         NetworkMode::None => ns.push(json!({"type": "network"})),
-        NetworkMode::Default => match &ctx.network_namespace {
+        NetworkMode::Other(name) if name.starts_with("container:") => {
+            return Err(SpecError::Network(name.clone()))
+        }
+        NetworkMode::Default | NetworkMode::Other(_) => match &ctx.network_namespace {
             Some(path) => ns.push(json!({"type": "network", "path": path})),
             None => ns.push(json!({"type": "network"})),
         },
-        NetworkMode::Other(name) => return Err(SpecError::Network(name.clone())),
     }
     if !opts.uts_host {
         ns.push(json!({"type": "uts"}));
@@ -1378,12 +1380,12 @@ mod tests {
         // With host networking the engine's resolv.conf copy is still bound.
         assert!(dests(&s).contains(&"/etc/resolv.conf".to_string()));
         let other = RunOptions {
-            network: NetworkMode::Other("bogus".into()),
+            network: NetworkMode::Other("container:bogus".into()),
             ..Default::default()
         };
         assert_eq!(
             build(&image(), &other).unwrap_err().to_string(),
-            "network bogus not found"
+            "network container:bogus not found"
         );
         let no_shm = RunOptions {
             ipc: IpcMode::None,

@@ -22,6 +22,7 @@ pub mod nft;
 pub mod ports;
 pub mod rtnl;
 pub mod state;
+pub mod user;
 
 pub use ports::{parse_expose, parse_publish, PortBinding, PortSpec, Proto};
 
@@ -30,6 +31,7 @@ use state::{Blocked, Holder, Lease, NetworkRow, State};
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use user::find;
 
 /// The host's network state: the IPAM database and the bridge lock.
 pub const STATE_DIR: &str = "/run/berth/network";
@@ -69,6 +71,17 @@ pub enum Error {
     Exhausted { network: String, subnet: String },
     #[error("no free subnet for bridge {0}: every 10.89-10.255 and 172.18-172.31 /16 overlaps a route or address of the host")]
     NoSubnet(String),
+    #[error("network {0} not found")]
+    NotFound(String),
+    /// Docker's words for a `--subnet` that overlaps another network or the host's.
+    #[error("Pool overlaps with other one on this address space")]
+    PoolOverlap,
+    #[error("network with name {0} already exists")]
+    Exists(String),
+    #[error("error while removing network: network {name} id {id} has active endpoints")]
+    InUse { name: String, id: String },
+    #[error("{0}")]
+    Invalid(String),
     #[error("network: {0}")]
     Other(String),
 }
@@ -88,109 +101,174 @@ pub struct Bridge {
     pub mtu: u32,
 }
 
-impl Bridge {
-    /// The bridge, made if missing; also repairs berth's firewall table when it is gone.
-    /// Serialised across processes by a lock file, so two first runs agree on a subnet.
-    pub fn ensure(dir: &Path) -> Result<Bridge, Error> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Netns {
-            what: "creating",
-            path: dir.to_path_buf(),
+/// Holds `DIR/bridge.lock`: serialises bridge creation, subnet choice and network
+/// removal across processes.
+fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    lock_file(dir, "bridge.lock", nix::fcntl::FlockArg::LockExclusive)
+}
+
+/// `DIR/firewall.lock`: a publish reads the list of networks and writes the base rules
+/// for it under a shared lock; `network create` and `rm` change that list and rewrite
+/// the rules under an exclusive one, so a publish racing them never writes a stale list
+/// (which would drop a new network's rules or bring back a removed one's).
+pub(crate) fn firewall_lock(
+    dir: &Path,
+    exclusive: bool,
+) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    let how = if exclusive {
+        nix::fcntl::FlockArg::LockExclusive
+    } else {
+        nix::fcntl::FlockArg::LockShared
+    };
+    lock_file(dir, "firewall.lock", how)
+}
+
+fn lock_file(
+    dir: &Path,
+    file: &str,
+    how: nix::fcntl::FlockArg,
+) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Netns {
+        what: "creating",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let lock_path = dir.join(file);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| Error::Netns {
+            what: "opening",
+            path: lock_path.clone(),
             source,
         })?;
-        let lock_path = dir.join("bridge.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| Error::Netns {
-                what: "opening",
-                path: lock_path.clone(),
-                source,
-            })?;
-        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(
-            |(_, e)| Error::Netns {
-                what: "locking",
-                path: lock_path.clone(),
-                source: e.into(),
-            },
-        )?;
+    nix::fcntl::Flock::lock(lock, how).map_err(|(_, e)| Error::Netns {
+        what: "locking",
+        path: lock_path,
+        source: e.into(),
+    })
+}
 
-        let mut rtnl = Rtnl::open()?;
-        let mut fresh = false;
-        let link = match rtnl.link(BRIDGE)? {
-            Some(l) => l,
-            None => {
-                let mtu = default_route_mtu(&mut rtnl)?;
-                rtnl.add_bridge(BRIDGE, mtu)?;
-                fresh = true;
-                rtnl.link(BRIDGE)?
-                    .ok_or_else(|| Error::Other(format!("bridge {BRIDGE} vanished")))?
-            }
-        };
-        let index = link.header.index;
-        let mtu = link
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                netlink_packet_route::link::LinkAttribute::Mtu(m) => Some(*m),
-                _ => None,
-            })
-            .unwrap_or(1500);
-        let own = rtnl.addresses()?.into_iter().find(|(i, _, _)| *i == index);
-        let (gateway, prefix) = match own {
-            Some((_, addr, prefix)) => (addr, prefix),
-            None => {
-                let (subnet, prefix) = free_subnet(&mut rtnl)?;
-                let gateway = Ipv4Addr::from(u32::from(subnet) + 1);
-                rtnl.add_address(index, gateway, prefix)?;
-                fresh = true;
-                (gateway, prefix)
-            }
-        };
-        if !link
-            .header
-            .flags
-            .contains(netlink_packet_route::link::LinkFlags::Up)
-        {
-            rtnl.set_up(index)?;
-        }
-        let subnet = Ipv4Addr::from(u32::from(gateway) & rtnl::prefix_mask(prefix));
-        let bridge = Bridge {
-            name: BRIDGE.to_string(),
-            index,
-            subnet,
-            prefix,
-            gateway,
-            mtu,
-        };
-        // Traffic from 127.0.0.1 DNATed to a container must be routable to the bridge.
-        sysctl_on(&format!("net/ipv4/conf/{BRIDGE}/route_localnet"))?;
-        if fresh || !nft::table_exists() {
-            sysctl_on("net/ipv4/ip_forward")?;
-            nft::ensure(&bridge.base())?;
-            nft::iptables_compat(BRIDGE)?;
-        }
-        Ok(bridge)
+impl Bridge {
+    /// The default bridge, made if missing; also repairs berth's firewall table when it
+    /// is gone. Serialised across processes by a lock file, so two first runs agree on
+    /// a subnet.
+    pub fn ensure(dir: &Path) -> Result<Bridge, Error> {
+        let _lock = lock(dir)?;
+        ensure_locked(dir, BRIDGE, None, false)
     }
 
-    fn base(&self) -> nft::Base<'_> {
-        nft::Base {
-            bridge: &self.name,
-            subnet: self.subnet,
-            prefix: self.prefix,
-        }
-    }
-
-    fn row(&self) -> NetworkRow {
+    fn row(&self, network: &str) -> NetworkRow {
         NetworkRow {
-            name: DEFAULT_NETWORK.to_string(),
+            name: network.to_string(),
             bridge: self.name.clone(),
             subnet: self.subnet,
             prefix: self.prefix,
             gateway: self.gateway,
         }
     }
+}
+
+/// Bridge `name`, made if missing, with `want` (gateway, prefix) as its address or, when
+/// `None`, a free /16. The lock is the caller's.
+fn ensure_locked(
+    dir: &Path,
+    name: &str,
+    want: Option<(Ipv4Addr, u8)>,
+    internal: bool,
+) -> Result<Bridge, Error> {
+    let mut rtnl = Rtnl::open()?;
+    let mut fresh = false;
+    let link = match rtnl.link(name)? {
+        Some(l) => l,
+        None => {
+            let mtu = default_route_mtu(&mut rtnl)?;
+            rtnl.add_bridge(name, mtu)?;
+            fresh = true;
+            rtnl.link(name)?
+                .ok_or_else(|| Error::Other(format!("bridge {name} vanished")))?
+        }
+    };
+    let index = link.header.index;
+    let mtu = link
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            netlink_packet_route::link::LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        })
+        .unwrap_or(1500);
+    let own = rtnl.addresses()?.into_iter().find(|(i, _, _)| *i == index);
+    let (gateway, prefix) = match own {
+        Some((_, addr, prefix)) => (addr, prefix),
+        None => {
+            let (gateway, prefix) = match want {
+                Some(w) => w,
+                None => {
+                    let (subnet, prefix) = free_subnet(&mut rtnl, &[])?;
+                    (Ipv4Addr::from(u32::from(subnet) + 1), prefix)
+                }
+            };
+            rtnl.add_address(index, gateway, prefix)?;
+            fresh = true;
+            (gateway, prefix)
+        }
+    };
+    if !link
+        .header
+        .flags
+        .contains(netlink_packet_route::link::LinkFlags::Up)
+    {
+        rtnl.set_up(index)?;
+    }
+    let subnet = Ipv4Addr::from(u32::from(gateway) & rtnl::prefix_mask(prefix));
+    let bridge = Bridge {
+        name: name.to_string(),
+        index,
+        subnet,
+        prefix,
+        gateway,
+        mtu,
+    };
+    // Traffic from 127.0.0.1 DNATed to a container must be routable to the bridge.
+    sysctl_on(&format!("net/ipv4/conf/{name}/route_localnet"))?;
+    if fresh || !nft::table_exists() {
+        sysctl_on("net/ipv4/ip_forward")?;
+        let mut nets = firewall_nets(dir)?;
+        if !nets.iter().any(|n| n.bridge == name) {
+            nets.push(nft::Net {
+                bridge: name.to_string(),
+                subnet,
+                prefix,
+                internal,
+            });
+        }
+        nft::ensure(&nets)?;
+        nft::iptables_compat(name)?;
+    }
+    Ok(bridge)
+}
+
+/// Every network recorded in the state database, as the firewall sees them.
+fn firewall_nets(dir: &Path) -> Result<Vec<nft::Net>, Error> {
+    let state = State::open(dir)?;
+    nets_of(&state)
+}
+
+fn nets_of(state: &State) -> Result<Vec<nft::Net>, Error> {
+    let defs = state.defs()?;
+    Ok(state
+        .networks()?
+        .into_iter()
+        .map(|n| nft::Net {
+            internal: defs.iter().any(|d| d.name == n.name && d.internal),
+            bridge: n.bridge,
+            subnet: n.subnet,
+            prefix: n.prefix,
+        })
+        .collect())
 }
 
 /// Writes 1 to `/proc/sys/KEY` unless it is 1 already.
@@ -222,18 +300,9 @@ fn default_route_mtu(rtnl: &mut Rtnl) -> Result<u32, Error> {
 /// The first /16 (10.89 … 10.255, then 172.18 … 172.31) that overlaps no route (other
 /// than default routes) and no address of the host. Docker's 172.17/16 and Podman's
 /// 10.88/16 are never candidates, whether their bridges exist right now or not.
-fn free_subnet(rtnl: &mut Rtnl) -> Result<(Ipv4Addr, u8), Error> {
-    let mut used: Vec<(u32, u8)> = rtnl
-        .routes()?
-        .into_iter()
-        .filter(|r| r.prefix > 0)
-        .map(|r| (u32::from(r.destination), r.prefix))
-        .collect();
-    used.extend(
-        rtnl.addresses()?
-            .into_iter()
-            .map(|(_, a, p)| (u32::from(a), p.max(1))),
-    );
+fn free_subnet(rtnl: &mut Rtnl, also: &[(u32, u8)]) -> Result<(Ipv4Addr, u8), Error> {
+    let mut used: Vec<(u32, u8)> = host_used(rtnl)?;
+    used.extend_from_slice(also);
     let candidates = (89..=255u8)
         .map(|b| Ipv4Addr::new(10, b, 0, 0))
         .chain((18..=31u8).map(|b| Ipv4Addr::new(172, b, 0, 0)));
@@ -248,10 +317,42 @@ fn free_subnet(rtnl: &mut Rtnl) -> Result<(Ipv4Addr, u8), Error> {
     Err(Error::NoSubnet(BRIDGE.to_string()))
 }
 
+/// The host's routes (other than default routes) and addresses, as (address, prefix).
+fn host_used(rtnl: &mut Rtnl) -> Result<Vec<(u32, u8)>, Error> {
+    let mut used: Vec<(u32, u8)> = rtnl
+        .routes()?
+        .into_iter()
+        .filter(|r| r.prefix > 0)
+        .map(|r| (u32::from(r.destination), r.prefix))
+        .collect();
+    used.extend(
+        rtnl.addresses()?
+            .into_iter()
+            .map(|(_, a, p)| (u32::from(a), p.max(1))),
+    );
+    Ok(used)
+}
+
 fn overlap(a: (u32, u8), b: (u32, u8)) -> bool {
     let p = a.1.min(b.1);
     let m = rtnl::prefix_mask(p);
     a.0 & m == b.0 & m
+}
+
+/// The MAC address of a container's `eth0`: Docker's rule, `02:42` and the four bytes
+/// of its IPv4 address (locally administered, unicast), so it follows from the lease.
+pub fn mac_of(address: Ipv4Addr) -> [u8; 6] {
+    let o = address.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// `mac_of` as text: `02:42:0a:59:00:02`.
+pub fn mac_text(address: Ipv4Addr) -> String {
+    mac_of(address)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The host end of container `id`'s veth: `vb` and 12 hex digits, within IFNAMSIZ.
@@ -263,6 +364,8 @@ pub fn veth_name(id: &str) -> String {
 /// where to pin its namespace, plus the ports to publish.
 pub struct Request<'a> {
     pub id: &'a str,
+    /// `bridge` (the default) or a user network's name.
+    pub network: &'a str,
     pub root: &'a Path,
     pub netns: &'a Path,
     pub ports: &'a [PortSpec],
@@ -304,11 +407,30 @@ pub fn attach(req: &Request, is_stale: IsStale) -> Result<Attachment, Error> {
 }
 
 pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachment, Error> {
-    let bridge = Bridge::ensure(dir)?;
+    let (bridge, internal) = if req.network == DEFAULT_NETWORK {
+        let bridge = Bridge::ensure(dir)?;
+        let mut state = State::open(dir)?;
+        let row = bridge.row(DEFAULT_NETWORK);
+        if state.network(DEFAULT_NETWORK)?.as_ref() != Some(&row) {
+            state.put_network(&row)?;
+        }
+        (bridge, false)
+    } else {
+        let state = State::open(dir)?;
+        let (row, def) =
+            find(&state, req.network)?.ok_or_else(|| Error::NotFound(req.network.to_string()))?;
+        drop(state);
+        // Made by `network create`; made again if something deleted it.
+        let _lock = lock(dir)?;
+        let bridge = ensure_locked(
+            dir,
+            &row.bridge,
+            Some((row.gateway, row.prefix)),
+            def.internal,
+        )?;
+        (bridge, def.internal)
+    };
     let mut state = State::open(dir)?;
-    if state.network(DEFAULT_NETWORK)?.as_ref() != Some(&bridge.row()) {
-        state.put_network(&bridge.row())?;
-    }
     // A previous run of this container that was never torn down (a crash).
     if state.lease_of(req.id)?.is_some() {
         detach_with(&mut state, req.id, Detach::Thorough)?;
@@ -318,7 +440,14 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
         root: req.root,
         netns: req.netns,
     };
-    let row = bridge.row();
+    let network = if req.network == DEFAULT_NETWORK {
+        DEFAULT_NETWORK.to_string()
+    } else {
+        find(&state, req.network)?
+            .map(|(r, _)| r.name)
+            .ok_or_else(|| Error::NotFound(req.network.to_string()))?
+    };
+    let row = bridge.row(&network);
     let mut reclaimed = false;
     let (address, ports) = loop {
         match state.allocate(&row, &holder, req.ports)? {
@@ -336,7 +465,7 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
                     }
                     Blocked::Port { binding, .. } => Error::PortAllocated(binding),
                     Blocked::Full => Error::Exhausted {
-                        network: DEFAULT_NETWORK.into(),
+                        network: network.clone(),
                         subnet: format!("{}/{}", bridge.subnet, bridge.prefix),
                     },
                 });
@@ -367,6 +496,7 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
         &veth_name(req.id),
         bridge.index,
         "eth0",
+        mac_of(address),
         ns.as_fd(),
         bridge.mtu,
     )?;
@@ -378,9 +508,13 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
         .ok_or_else(|| Error::Other("eth0 is missing in the container's namespace".into()))?;
     inside.set_up(eth0)?;
     inside.add_address(eth0, address, bridge.prefix)?;
-    inside.add_default_route(eth0, bridge.gateway)?;
+    // An internal network has no way out: no default route (as Docker).
+    if !internal {
+        inside.add_default_route(eth0, bridge.gateway)?;
+    }
     if !att.ports.is_empty() {
-        nft::publish(&bridge.base(), req.id, address, &att.ports)?;
+        let _fw = firewall_lock(dir, false)?;
+        nft::publish(&nets_of(&state)?, req.id, address, &att.ports)?;
     }
     Ok(att)
 }

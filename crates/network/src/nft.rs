@@ -34,11 +34,14 @@ use std::process::{Command, Stdio};
 pub const TABLE: &str = "berth";
 const MAP: &str = "ports";
 
-/// The bridge and subnet the base rules are written for.
-pub struct Base<'a> {
-    pub bridge: &'a str,
+/// A bridge and subnet the base rules are written for: every network berth has.
+#[derive(Debug, Clone)]
+pub struct Net {
+    pub bridge: String,
     pub subnet: Ipv4Addr,
     pub prefix: u8,
+    /// `network create --internal`: no masquerade, nothing leaves the bridge.
+    pub internal: bool,
 }
 
 fn chain_name(id: &str) -> String {
@@ -79,8 +82,9 @@ fn prefix(addr: Ipv4Addr, len: u8) -> Value {
     json!({"prefix": {"addr": addr.to_string(), "len": len}})
 }
 
-/// add table, map and base chains; flush the base chains and write their rules.
-fn base(b: &Base) -> Vec<Value> {
+/// add table, map and base chains; flush the base chains and write their rules for
+/// every network in `nets`.
+fn base(nets: &[Net]) -> Vec<Value> {
     let mut out = vec![json!({"add": table()}), json!({"add": map()})];
     for (name, kind, hook, prio) in [
         ("prerouting", "nat", "prerouting", -100),
@@ -109,17 +113,37 @@ fn base(b: &Base) -> Vec<Value> {
     };
     out.push(rule("prerouting", dispatch()));
     out.push(rule("output", dispatch()));
+    for b in nets {
+        out.extend(net_rules(b));
+    }
+    out
+}
+
+fn net_rules(b: &Net) -> Vec<Value> {
+    let mut out = vec![];
     let subnet = prefix(b.subnet, b.prefix);
     let masq = json!({"masquerade": null});
-    // Outbound traffic of the containers leaves with the host's address.
-    out.push(rule(
-        "postrouting",
-        vec![
-            matches(saddr(), "==", subnet.clone()),
-            matches(oifname(), "!=", json!(b.bridge)),
-            masq.clone(),
-        ],
-    ));
+    if b.internal {
+        // An internal network's traffic stays on its bridge, both ways.
+        out.push(rule(
+            "forward",
+            vec![
+                matches(iifname(), "==", json!(b.bridge)),
+                matches(oifname(), "!=", json!(b.bridge)),
+                json!({"drop": null}),
+            ],
+        ));
+    } else {
+        // Outbound traffic of the containers leaves with the host's address.
+        out.push(rule(
+            "postrouting",
+            vec![
+                matches(saddr(), "==", subnet.clone()),
+                matches(oifname(), "!=", json!(b.bridge)),
+                masq.clone(),
+            ],
+        ));
+    }
     // 127.0.0.1:PORT from the host, DNATed to a container: the reply must come back to
     // an address the container can reach (with route_localnet on the bridge).
     out.push(rule(
@@ -154,6 +178,9 @@ fn base(b: &Base) -> Vec<Value> {
             json!({"accept": null}),
         ],
     ));
+    // Containers of one network reach each other; a container of another network
+    // (another bridge) comes in by another interface and is dropped below, as Docker
+    // isolates its networks.
     out.push(rule(
         "forward",
         vec![
@@ -203,15 +230,20 @@ fn chain(id: &str) -> Value {
     json!({"chain": {"family": "ip", "table": TABLE, "name": chain_name(id)}})
 }
 
-/// Creates (or repairs) the table for `b`.
-pub fn ensure(b: &Base) -> Result<(), Error> {
-    apply("setting up the firewall", base(b))
+/// Creates (or repairs) the table for `nets`.
+pub fn ensure(nets: &[Net]) -> Result<(), Error> {
+    apply("setting up the firewall", base(nets))
 }
 
 /// Publishes `bindings` of container `id` at `addr`: its chain of DNAT rules and the map
 /// elements that jump to it, with the base rules, in one batch.
-pub fn publish(b: &Base, id: &str, addr: Ipv4Addr, bindings: &[PortBinding]) -> Result<(), Error> {
-    let mut batch = base(b);
+pub fn publish(
+    nets: &[Net],
+    id: &str,
+    addr: Ipv4Addr,
+    bindings: &[PortBinding],
+) -> Result<(), Error> {
+    let mut batch = base(nets);
     let name = chain_name(id);
     batch.push(json!({"add": chain(id)}));
     batch.push(json!({"flush": chain(id)}));
@@ -437,6 +469,32 @@ pub fn iptables_compat(bridge: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Removes the rules [`iptables_compat`] added for `bridge` (a network being removed).
+pub fn iptables_compat_remove(bridge: &str) {
+    let comment = format!("berth: {bridge} is filtered in table ip berth");
+    for dir in ["-i", "-o"] {
+        // Deleting twice would fail harmlessly; one rule each was appended.
+        let _ = Command::new("iptables")
+            .args([
+                "-w",
+                "-D",
+                "FORWARD",
+                dir,
+                bridge,
+                "-m",
+                "comment",
+                "--comment",
+                &comment,
+                "-j",
+                "ACCEPT",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,11 +514,26 @@ mod tests {
             "c-0123456789ab"
         );
         assert_eq!(e["element"]["elem"][0][0]["concat"][0]["prefix"]["len"], 0);
-        let base = base(&Base {
-            bridge: "berth0",
+        let net = |bridge: &str, internal| Net {
+            bridge: bridge.into(),
             subnet: Ipv4Addr::new(10, 89, 0, 0),
             prefix: 16,
-        });
+            internal,
+        };
+        let base = base(&[net("berth0", false)]);
         assert!(base.iter().any(|v| v.to_string().contains("masquerade")));
+        // An internal network gets no outbound masquerade, and a drop out of its bridge.
+        let internal = base_rules_for(&net("br-x", true));
+        assert!(!internal
+            .iter()
+            .any(|v| v.to_string().contains("!=") && v.to_string().contains("masquerade")));
+        assert!(internal.iter().any(|v| {
+            let t = v.to_string();
+            t.contains("iifname") && t.contains("!=") && t.contains("drop")
+        }));
+    }
+
+    fn base_rules_for(n: &Net) -> Vec<Value> {
+        net_rules(n)
     }
 }

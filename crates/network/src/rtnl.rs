@@ -217,13 +217,14 @@ impl Rtnl {
         .map(|_| ())
     }
 
-    /// A veth pair: `host` on this side, up, enslaved to `master`; its peer `peer` in
+    /// A veth pair (the peer with address `peer_mac`): `host` on this side, up, enslaved to `master`; its peer `peer` in
     /// the namespace `netns`, down. Both get `mtu`.
     pub fn add_veth(
         &mut self,
         host: &str,
         master: u32,
         peer: &str,
+        peer_mac: [u8; 6],
         netns: BorrowedFd<'_>,
         mtu: u32,
     ) -> Result<(), Error> {
@@ -234,6 +235,9 @@ impl Rtnl {
             .attributes
             .push(LinkAttribute::IfName(peer.to_string()));
         peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::Address(peer_mac.to_vec()));
         peer_msg
             .attributes
             .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));

@@ -49,7 +49,48 @@ CREATE TABLE IF NOT EXISTS ports (
     PRIMARY KEY (proto, host_ip, host_port)
 );
 CREATE INDEX IF NOT EXISTS ports_holder ON ports (holder);
+-- user networks (`network create`): what docker's inspect shows beyond the addressing.
+CREATE TABLE IF NOT EXISTS netdefs (
+    name     TEXT PRIMARY KEY,
+    id       TEXT NOT NULL UNIQUE,
+    created  TEXT NOT NULL,
+    internal INTEGER NOT NULL,
+    labels   TEXT NOT NULL,
+    options  TEXT NOT NULL
+);
+-- containers that name a user network, running or not: `network rm` refuses while any
+-- of them still exists.
+CREATE TABLE IF NOT EXISTS builtins (
+    name     TEXT PRIMARY KEY,
+    id       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (
+    holder   TEXT PRIMARY KEY,
+    network  TEXT NOT NULL,
+    root     TEXT NOT NULL,
+    name     TEXT NOT NULL
+);
 ";
+
+/// A user network's definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetDef {
+    pub name: String,
+    pub id: String,
+    pub created: String,
+    pub internal: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+/// A container that names a user network.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub holder: String,
+    pub network: String,
+    pub root: PathBuf,
+    pub name: String,
+}
 
 /// A network's addressing as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +211,150 @@ impl State {
         )
         .map_err(db(&self.path, "recording a network"))?;
         tx.commit().map_err(db(&self.path, "committing"))
+    }
+
+    pub fn networks(&self) -> Result<Vec<NetworkRow>, Error> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name, bridge, subnet, prefix, gateway FROM networks ORDER BY name")
+            .map_err(db(&self.path, "reading networks"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(NetworkRow {
+                    name: r.get(0)?,
+                    bridge: r.get(1)?,
+                    subnet: Ipv4Addr::from(r.get::<_, u32>(2)?),
+                    prefix: r.get(3)?,
+                    gateway: Ipv4Addr::from(r.get::<_, u32>(4)?),
+                })
+            })
+            .map_err(db(&self.path, "reading networks"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading networks"))
+    }
+
+    /// Records a user network: its addressing and its definition, together.
+    pub fn define(&mut self, n: &NetworkRow, d: &NetDef) -> Result<(), Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(&self.path, "starting a transaction"))?;
+        tx.execute(
+            "INSERT INTO networks (name, bridge, subnet, prefix, gateway) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![n.name, n.bridge, u32::from(n.subnet), n.prefix, u32::from(n.gateway)],
+        )
+        .map_err(db(&self.path, "recording a network"))?;
+        tx.execute(
+            "INSERT INTO netdefs (name, id, created, internal, labels, options)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                d.name,
+                d.id,
+                d.created,
+                d.internal,
+                serde_json::to_string(&d.labels).unwrap_or_default(),
+                serde_json::to_string(&d.options).unwrap_or_default()
+            ],
+        )
+        .map_err(db(&self.path, "recording a network"))?;
+        tx.commit().map_err(db(&self.path, "committing"))
+    }
+
+    /// Forgets network `name` (addressing, definition, leftover members).
+    pub fn undefine(&mut self, name: &str) -> Result<(), Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(&self.path, "starting a transaction"))?;
+        for sql in [
+            "DELETE FROM networks WHERE name = ?1",
+            "DELETE FROM netdefs WHERE name = ?1",
+            "DELETE FROM members WHERE network = ?1",
+        ] {
+            tx.execute(sql, params![name])
+                .map_err(db(&self.path, "removing a network"))?;
+        }
+        tx.commit().map_err(db(&self.path, "committing"))
+    }
+
+    pub fn defs(&self) -> Result<Vec<NetDef>, Error> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT name, id, created, internal, labels, options FROM netdefs ORDER BY name",
+            )
+            .map_err(db(&self.path, "reading networks"))?;
+        let rows = st
+            .query_map([], |r| {
+                let labels: String = r.get(4)?;
+                let options: String = r.get(5)?;
+                Ok(NetDef {
+                    name: r.get(0)?,
+                    id: r.get(1)?,
+                    created: r.get(2)?,
+                    internal: r.get(3)?,
+                    labels: serde_json::from_str(&labels).unwrap_or_default(),
+                    options: serde_json::from_str(&options).unwrap_or_default(),
+                })
+            })
+            .map_err(db(&self.path, "reading networks"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading networks"))
+    }
+
+    /// The id of predefined network `name`, `fresh` when it has none yet.
+    pub fn builtin_id(&mut self, name: &str, fresh: &str) -> Result<String, Error> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO builtins (name, id) VALUES (?1, ?2)",
+                params![name, fresh],
+            )
+            .map_err(db(&self.path, "recording a network"))?;
+        self.conn
+            .query_row(
+                "SELECT id FROM builtins WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .map_err(db(&self.path, "reading networks"))
+    }
+
+    /// Records that container `m.holder` names network `m.network`.
+    pub fn join(&mut self, m: &Member) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "INSERT INTO members (holder, network, root, name) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (holder) DO UPDATE SET network = ?2, root = ?3, name = ?4",
+                params![m.holder, m.network, m.root.to_string_lossy(), m.name],
+            )
+            .map(|_| ())
+            .map_err(db(&self.path, "recording a network's container"))
+    }
+
+    pub fn leave(&mut self, holder: &str) -> Result<(), Error> {
+        self.conn
+            .execute("DELETE FROM members WHERE holder = ?1", params![holder])
+            .map(|_| ())
+            .map_err(db(&self.path, "forgetting a network's container"))
+    }
+
+    pub fn members_of(&self, network: &str) -> Result<Vec<Member>, Error> {
+        let mut st = self
+            .conn
+            .prepare("SELECT holder, network, root, name FROM members WHERE network = ?1 ORDER BY holder")
+            .map_err(db(&self.path, "reading members"))?;
+        let rows = st
+            .query_map(params![network], |r| {
+                Ok(Member {
+                    holder: r.get(0)?,
+                    network: r.get(1)?,
+                    root: PathBuf::from(r.get::<_, String>(2)?),
+                    name: r.get(3)?,
+                })
+            })
+            .map_err(db(&self.path, "reading members"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading members"))
     }
 
     pub fn lease_of(&self, holder: &str) -> Result<Option<Lease>, Error> {
