@@ -905,25 +905,23 @@ impl Engine {
             .map_err(|e| EngineError::Other(format!("image {image}: config is not JSON: {e}")))
     }
 
-    fn image_config(&self, c: &Container) -> crate::spec::ImageConfig {
+    /// The container's image config blob, or `null` when it cannot be read (the image
+    /// was removed with `rmi -f`): what is shown about a container must not fail on it.
+    fn container_image_config(&self, c: &Container) -> serde_json::Value {
         c.image
             .parse::<Digest>()
             .ok()
-            .and_then(|d| self.images.blobs.read(&d).ok())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| crate::spec::ImageConfig::from_value(&v).ok())
+            .and_then(|d| self.read_image_config(&d).ok())
             .unwrap_or_default()
+    }
+
+    fn image_config(&self, c: &Container) -> crate::spec::ImageConfig {
+        crate::spec::ImageConfig::from_value(&self.container_image_config(c)).unwrap_or_default()
     }
 
     /// The health check in force (the user's over the image's), if any.
     pub fn health_check(&self, c: &Container) -> Option<crate::options::HealthCheck> {
-        let config = c
-            .image
-            .parse::<Digest>()
-            .ok()
-            .and_then(|d| self.images.blobs.read(&d).ok())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .unwrap_or_default();
+        let config = self.container_image_config(c);
         health::effective(c.options.health.as_ref(), &config["config"])
     }
 
