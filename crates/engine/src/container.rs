@@ -751,8 +751,11 @@ impl Engine {
             return Ok(());
         };
         if let Some(delay) = restart_delay(&c, &exit) {
-            self.store
-                .transition(id, &[State::Exited], State::Restarting)?;
+            // A stop recorded since `c` was read wins here; one recorded after this update
+            // finds the container restarting.
+            if !self.store.begin_backoff(id)? {
+                return Ok(());
+            }
             std::thread::sleep(delay);
             // A stop recorded by now cancels the restart; one recorded after this update
             // finds the container starting, and stops it (`stop`).

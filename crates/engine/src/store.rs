@@ -354,6 +354,21 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// `exited` → `restarting` for the restart policy, unless a stop is recorded: in one
+    /// update, so a `stop` either comes first and cancels the restart, or finds the
+    /// container restarting and ends it there. False if it did not change.
+    pub fn begin_backoff(&self, id: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE containers SET state = 'restarting'
+                 WHERE id = ?1 AND state = 'exited' AND stopped = 0",
+                [id],
+            )
+            .map_err(db(&self.path, "restarting a container"))?;
+        Ok(n == 1)
+    }
+
     /// The restart policy's start: `restarting` → `starting` unless a stop has been
     /// recorded, checked in the same update. False if stopped (or no longer restarting).
     pub fn begin_restart(&self, id: &str) -> Result<bool> {
