@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 ./scripts/deps.sh --peers
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+# A failing test's panic message (with its file and line) is the last thing it prints, not
+# hidden above a backtrace: CI shows only the end of a failure's output.
+export RUST_BACKTRACE=0
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else
