@@ -331,7 +331,7 @@ fn commit_locked(engine: &Engine, c: &Container, opts: &CommitOptions) -> Result
 }
 
 /// The container's upper directory as a layer, without the mount points the runtime made.
-fn container_layer(
+pub fn container_layer(
     engine: &Engine,
     c: &Container,
     blobs: &mut NewBlobs,
