@@ -204,7 +204,10 @@ fn instructions_take_effect() {
     );
     assert_eq!(c["Volumes"], serde_json::json!({"/data": {}}));
     assert_eq!(c["StopSignal"], "SIGUSR1");
-    assert_eq!(c["Healthcheck"]["Test"], serde_json::json!(["CMD-SHELL", "true"]));
+    assert_eq!(
+        c["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
     assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000u64);
     assert_eq!(c["Healthcheck"]["Retries"], 2);
     assert_eq!(c["OnBuild"], serde_json::json!(["RUN echo triggered"]));
@@ -466,11 +469,12 @@ fn bad_input_fails_with_the_line_and_tags_nothing() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A Dockerfile on stdin, with an ARG before FROM choosing the base image.
 #[test]
 fn dockerfile_from_stdin_without_context() {
     let b = Berth::with_busybox();
     let mut child = b
-        .cmd(&["build", "-t", "stdin:1", "-"])
+        .cmd(&["build", "--build-arg", "BASE=bb:1", "-t", "stdin:1", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -481,7 +485,7 @@ fn dockerfile_from_stdin_without_context() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"FROM bb:1\nRUN echo from-stdin > /f\n")
+        .write_all(b"ARG BASE=nothing:here\nFROM $BASE\nRUN echo from-stdin > /f\n")
         .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

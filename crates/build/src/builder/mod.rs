@@ -1602,3 +1602,70 @@ fn expose_ports(ports: &[String]) -> Result<Vec<String>, BuildError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instructions::Heredoc;
+
+    fn doc(name: &str, content: &str) -> Heredoc {
+        Heredoc {
+            name: name.into(),
+            content: content.into(),
+            expand: true,
+            strip_tabs: false,
+        }
+    }
+
+    #[test]
+    fn heredocs_become_the_script_or_follow_the_line() {
+        assert_eq!(
+            shell_script("<<EOF", &[doc("EOF", "echo a\necho b\n")]),
+            "echo a\necho b\n"
+        );
+        assert_eq!(shell_script("<<-'EOF'", &[doc("EOF", "x\n")]), "x\n");
+        assert_eq!(
+            shell_script("cat <<A > /f", &[doc("A", "body\n")]),
+            "cat <<A > /f\nbody\nA"
+        );
+        assert_eq!(shell_script("echo plain", &[]), "echo plain");
+    }
+
+    #[test]
+    fn expose_takes_protocols_and_ranges() {
+        assert_eq!(
+            expose_ports(&["80".into(), "53/UDP".into(), "8000-8002/tcp".into()]).unwrap(),
+            ["80/tcp", "53/udp", "8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        for bad in ["0", "http", "80/icmp", "9-8"] {
+            assert!(expose_ports(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_chain_on_the_parent_and_the_text() {
+        let a = key_of("image x", "ENV A=1");
+        assert_eq!(a, key_of("image x", "ENV A=1"));
+        assert_ne!(a, key_of("image y", "ENV A=1"));
+        assert_ne!(a, key_of("image x", "ENV A=2"));
+        assert_ne!(
+            key_of(&a, "RUN x"),
+            key_of(&key_of("image x", "ENV A=2"), "RUN x")
+        );
+    }
+
+    #[test]
+    fn onbuild_triggers_keep_their_text_and_heredocs() {
+        let df = parse("FROM a\nONBUILD RUN echo hi\nONBUILD COPY <<F /f\nbody\nF\n").unwrap();
+        let steps = &df.stages[0].steps;
+        assert_eq!(onbuild_text(&steps[0]), "RUN echo hi");
+        let text = onbuild_text(&steps[1]);
+        assert_eq!(text, "COPY <<F /f\nbody\nF");
+        // It parses back into the same instruction.
+        let again = parse(&format!("FROM a\n{text}\n")).unwrap();
+        let Instruction::Onbuild(inner) = &steps[1].instruction else {
+            panic!()
+        };
+        assert_eq!(&again.stages[0].steps[0].instruction, inner.as_ref());
+    }
+}

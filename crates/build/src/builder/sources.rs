@@ -334,3 +334,82 @@ impl Sink for Checksum {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[&str], ignore: &str) -> (tempfile::TempDir, Tree) {
+        let dir = tempfile::tempdir().unwrap();
+        for f in files {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, f).unwrap();
+        }
+        let t = Tree::context(dir.path(), IgnoreRules::parse(ignore).unwrap()).unwrap();
+        (dir, t)
+    }
+
+    fn rels(items: &[Item]) -> Vec<&str> {
+        items.iter().map(Item::rel).collect()
+    }
+
+    #[test]
+    fn sources_are_found_inside_the_context_only() {
+        let (dir, t) = tree(
+            &["a.txt", "b.txt", "sub/c.txt", "sub/d.log", "x.log"],
+            "x.log\n",
+        );
+        let found = t.find(&["*.txt".into(), "/sub/c.txt".into(), "sub/../sub".into()]);
+        let found = found.unwrap();
+        assert_eq!(rels(&found), ["a.txt", "b.txt", "sub/c.txt", "sub"]);
+        assert_eq!(rels(&t.find(&["*/*.log".into()]).unwrap()), ["sub/d.log"]);
+        // Ignored files are not in the context, by name or by pattern.
+        assert!(t.find(&["x.log".into()]).is_err());
+        assert!(t.find(&["*.log".into()]).is_err());
+        // Climbing out is refused, lexically or through a symlink.
+        let msg = |r: Result<Vec<Item>, BuildError>| match r {
+            Err(e) => e.to_string(),
+            Ok(_) => "found".into(),
+        };
+        assert!(msg(t.find(&["../x".into()])).contains("outside the build context"));
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("../..", dir.path().join("sub/up")).unwrap();
+        std::os::unix::fs::symlink("a.txt", dir.path().join("inside")).unwrap();
+        assert!(msg(t.find(&["abs".into()])).contains("outside the build context"));
+        assert!(msg(t.find(&["sub/up/etc".into()])).contains("outside the build context"));
+        assert!(msg(t.find(&["missing".into()])).contains("not found"));
+        // A symlink that stays inside is followed; the file keeps the link's name.
+        let found = t.find(&["inside".into()]).unwrap();
+        assert!(matches!(&found[0], Item::File { rel, .. } if rel == "inside"));
+        assert_eq!(found[0].base(), "inside");
+    }
+
+    #[test]
+    fn checksums_see_content_and_mode_not_times() {
+        let (dir, t) = tree(&["d/a", "d/b"], "");
+        let sum = |t: &Tree| {
+            let mut c = Checksum::default();
+            let items = t.find(&["d".into()]).unwrap();
+            let Item::Dir { rel, dir } = &items[0] else {
+                panic!()
+            };
+            t.walk_dir(rel, dir.as_fd(), Path::new(""), &mut c).unwrap();
+            c.finish()
+        };
+        let first = sum(&t);
+        let f = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("d/a"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        drop(f);
+        assert_eq!(sum(&t), first, "mtime is not content");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path().join("d/a"), PermissionsExt::from_mode(0o600)).unwrap();
+        let moded = sum(&t);
+        assert_ne!(moded, first);
+        std::fs::write(dir.path().join("d/b"), "other").unwrap();
+        assert_ne!(sum(&t), moded);
+    }
+}
