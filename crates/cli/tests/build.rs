@@ -2,8 +2,11 @@
 //! contexts in the test's directory. Each test checks the effect of what it builds in
 //! the image's config (read back as stored) or in a container run from it.
 
+#[path = "../../registry/tests/common/mod.rs"]
+mod common;
 mod support;
 
+use common::Registry;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -490,4 +493,85 @@ fn dockerfile_from_stdin_without_context() {
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(run(&b, &["stdin:1", "cat", "/f"]), "from-stdin\n");
+}
+
+/// Interop both ways: an image `podman build` made (podman save → berth load) runs under
+/// berth, and one berth built, pushed to a registry, runs under podman.
+#[test]
+fn builds_cross_over_with_podman() {
+    let reg = Registry::start();
+    let b = Berth::with_busybox();
+    let podman = |args: &[&str]| {
+        let o = std::process::Command::new("podman")
+            .arg("--root")
+            .arg(b.tmp.path().join("p-root"))
+            .arg("--runroot")
+            .arg(b.tmp.path().join("p-run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // podman's build, with a base made from the same busybox tree.
+    podman(&[
+        "import",
+        "-q",
+        b.tmp.path().join("bb.tar").to_str().unwrap(),
+        "localhost/pbase:1",
+    ]);
+    let pctx = context(
+        &b,
+        "pctx",
+        &[
+            ("msg", "podman copied this\n"),
+            (
+                "Dockerfile",
+                "FROM localhost/pbase:1\nCOPY msg /msg\nRUN echo podman ran this >> /msg\nCMD [\"cat\", \"/msg\"]\n",
+            ),
+        ],
+    );
+    podman(&[
+        "build",
+        "-q",
+        "--network=none",
+        "-t",
+        "localhost/from-podman:1",
+        pctx.to_str().unwrap(),
+    ]);
+    let archive = b.tmp.path().join("from-podman.tar");
+    podman(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        "localhost/from-podman:1",
+    ]);
+    b.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(
+        run(&b, &["localhost/from-podman:1"]),
+        "podman copied this\npodman ran this\n"
+    );
+    // And one built FROM it by berth.
+    let ctx = context(
+        &b,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM localhost/from-podman:1\nRUN echo berth ran this >> /msg\n",
+        )],
+    );
+    let dest = format!("{}/built/by-berth:1", reg.host());
+    build_ok(&b, &["-t", &dest], &ctx);
+    b.ok(&["push", &dest]);
+    let out = podman(&["run", "--rm", "--network=none", "--tls-verify=false", &dest]);
+    assert_eq!(out, "podman copied this\npodman ran this\nberth ran this\n");
+    b.assert_nothing_left();
 }
