@@ -150,10 +150,11 @@ fn instructions_take_effect() {
                  EOT\n\
                  SHELL [\"/bin/sh\", \"-ec\"]\n\
                  RUN echo shell=$0 > /srv/app/shell.txt\n\
+                 VOLUME /data\n\
+                 RUN echo lost > /data/written-after-volume && echo kept > /tmp/kept\n\
                  USER app\n\
                  RUN echo uid=$(id -u)\n\
                  EXPOSE 80 53/udp\n\
-                 VOLUME /data\n\
                  HEALTHCHECK --interval=5s --retries=2 CMD true\n\
                  STOPSIGNAL SIGUSR1\n\
                  ONBUILD RUN echo triggered\n\
@@ -262,6 +263,10 @@ fn instructions_take_effect() {
     );
     assert_eq!(show("cat /srv/app/note"), "note for /srv/app\n");
     assert_eq!(show("cat /srv/app/shell.txt"), "shell=/bin/sh\n");
+    // As Docker's classic builder: a RUN's writes under a declared VOLUME are discarded,
+    // with the anonymous volume that held them.
+    assert_eq!(show("ls /data; cat /tmp/kept"), "kept\n");
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
     // COPY's files belong to root unless --chown.
     assert_eq!(show("stat -c '%u:%g' /srv/app/sub/conf/a.conf"), "0:0\n");
     // The image's own command, as its user.

@@ -1304,7 +1304,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
                 }
             }
             for (name, content) in &docs {
-                let target = if into_dir || c.sources.is_empty() && count > 1 {
+                let target = if into_dir {
                     clean_abs(&format!("{dest_abs}/{name}"))
                 } else {
                     dest_abs.clone()
