@@ -109,6 +109,21 @@ impl IgnoreRules {
     }
 }
 
+/// Go's `filepath.Match` for one path element, as COPY and ADD match wildcard sources:
+/// `*`, `?`, `[...]` classes and `\` escapes. Errors on a malformed pattern.
+pub fn glob_match(pattern: &str, name: &str) -> Result<bool, IgnoreError> {
+    let tokens = compile(pattern).map_err(|reason| IgnoreError {
+        pattern: pattern.to_string(),
+        reason,
+    })?;
+    Ok(matches(&tokens, name))
+}
+
+/// Whether a COPY/ADD source has wildcards.
+pub fn has_wildcards(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
 fn compile(pattern: &str) -> Result<Vec<Token>, &'static str> {
     let chars: Vec<char> = pattern.chars().collect();
     let mut tokens = Vec::new();

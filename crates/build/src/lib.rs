@@ -1,6 +1,6 @@
 //! The Dockerfile front end of `berth build`: parser directives, logical lines, heredocs,
 //! typed instructions grouped into stages, Docker's variable substitution and
-//! `.dockerignore` matching. The builder that runs the stages comes on top of this.
+//! `.dockerignore` matching, and the [`builder`] that runs the stages into images.
 
 mod error;
 pub mod expand;
@@ -15,3 +15,5 @@ pub use expand::{expand, expand_with_escape, ExpandError};
 pub use ignore::{IgnoreError, IgnoreRules};
 pub use instructions::*;
 pub use parser::parse;
+pub mod builder;
+pub use builder::{build, BuildError, BuildOptions};

@@ -14,10 +14,9 @@ use engine::store::{Container, State};
 use nix::sys::signal::{SigSet, Signal};
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Signals a foreground `run` passes on to the container (Docker's proxy skips SIGCHLD,
 /// SIGPIPE, SIGURG and SIGWINCH; these are the ones people send).
@@ -48,7 +47,7 @@ pub fn run_attached(engine: &Engine, c: &Container, sig_proxy: bool) -> Result<i
         Ok(s) => s,
         Err(e) => return Err(start_failed(engine, c, e)),
     };
-    let sock = match connect(engine, c, &starting) {
+    let sock = match attach::connect_starting(engine, c, &starting) {
         Some(sock) => sock,
         None => {
             let e = match starting.wait() {
@@ -422,42 +421,6 @@ impl Escape {
         }
         (out, false)
     }
-}
-
-/// Connects to the monitor's attach socket, which appears shortly after the monitor
-/// starts. `None` if the monitor answered on its sync pipe first (it failed) or never
-/// listened.
-fn connect(
-    engine: &Engine,
-    c: &Container,
-    starting: &engine::container::Starting<'_>,
-) -> Option<UnixStream> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let dir = engine.state_dir(&c.id);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        match attach::connect(&dir) {
-            Ok(s) => return Some(s),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                ) => {}
-            Err(_) => return None,
-        }
-        match starting.sync_fd() {
-            Some(fd) => {
-                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-                if let Ok(n) = poll(&mut fds, PollTimeout::from(1u8)) {
-                    if n > 0 {
-                        return None;
-                    }
-                }
-            }
-            None => std::thread::sleep(Duration::from_millis(1)),
-        }
-    }
-    None
 }
 
 pub(crate) fn terminal_size() -> Option<(u16, u16)> {

@@ -289,8 +289,17 @@ pub fn list(app: &App, a: &ListArgs) -> Result<i32> {
     if let Some(r) = &a.repository {
         filters.push(("reference".into(), r.clone()));
     }
+    // Docker hides intermediate images (steps of builds) unless asked for all.
+    let hidden = if a.all {
+        Default::default()
+    } else {
+        build::builder::cache::intermediate_images(&store.meta.shared())
+    };
     let mut rows = Vec::new();
     for img in store.meta.list()? {
+        if img.tags.is_empty() && hidden.contains(&img.id.to_string()) {
+            continue;
+        }
         for row in image_rows(&img, a) {
             if keep(&img, &row, &filters, &store)? {
                 rows.push(row);
@@ -457,8 +466,17 @@ pub fn prune_images(app: &App, all: bool) -> Result<(Vec<String>, u64)> {
         .iter()
         .map(|d| (d.clone(), store.blobs.size(d).unwrap_or(0)))
         .collect();
+    // Intermediate images are build cache, not dangling (`builder prune` removes them).
+    let intermediate = if all {
+        Default::default()
+    } else {
+        build::builder::cache::intermediate_images(&store.meta.shared())
+    };
     let mut lines = Vec::new();
     for img in store.meta.list()? {
+        if intermediate.contains(&img.id.to_string()) {
+            continue;
+        }
         let used = users.contains_key(&img.id.to_string());
         if (img.tags.is_empty() || all) && !used && !crate::mounts::mounted_image(app, &img.id) {
             match store.remove(&img.id.to_string(), true) {

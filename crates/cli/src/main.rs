@@ -3,6 +3,7 @@
 
 mod archives;
 mod attach;
+mod building;
 mod containers;
 mod exec;
 mod filesystem;
@@ -42,6 +43,11 @@ pub struct App {
 
 #[derive(Subcommand)]
 pub enum Cmd {
+    /// Build an image from a Dockerfile
+    Build(building::BuildArgs),
+    /// Manage builds
+    #[command(subcommand)]
+    Builder(building::BuilderCmd),
     /// List images
     Images(images::ListArgs),
     /// Manage images
@@ -132,6 +138,8 @@ fn main() {
         }
     };
     let result = match &app.cmd {
+        Cmd::Build(a) => building::build(&app, a),
+        Cmd::Builder(c) => building::builder_cmd(&app, c),
         Cmd::Images(a) => images::list(&app, a),
         Cmd::Image(c) => images::image_cmd(&app, c),
         Cmd::Tag(a) => images::tag(&app, a),

@@ -7,6 +7,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
+use crate::container::{Engine, EngineError, Starting};
+use crate::store::Container;
+
 pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
@@ -91,6 +94,97 @@ pub fn pump_output(
         }
     }
     Ok(None)
+}
+
+/// Connects to the attach socket of a container being started with `attach`, which
+/// appears shortly after its monitor starts. `None` if the monitor answered on its sync
+/// pipe first (it failed) or never listened.
+pub fn connect_starting(
+    engine: &Engine,
+    c: &Container,
+    starting: &Starting<'_>,
+) -> Option<UnixStream> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    use std::time::{Duration, Instant};
+    let dir = engine.state_dir(&c.id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match connect(&dir) {
+            Ok(s) => return Some(s),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) => {}
+            Err(_) => return None,
+        }
+        match starting.sync_fd() {
+            Some(fd) => {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                if let Ok(n) = poll(&mut fds, PollTimeout::from(1u8)) {
+                    if n > 0 {
+                        return None;
+                    }
+                }
+            }
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    None
+}
+
+/// Starts a created container, copies its output to `out` and `err` until it exits, and
+/// records the exit (unmounting its root) before returning its status. No stdin, no
+/// terminal, no signals passed on: for the builder's RUN steps, whose caller removes the
+/// container afterwards.
+pub fn run_to_exit(
+    engine: &Engine,
+    c: &Container,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<i32, EngineError> {
+    let starting = engine.start(c, true)?;
+    let Some(sock) = connect_starting(engine, c, &starting) else {
+        return match starting.wait() {
+            Err(e) => Err(e),
+            Ok(_) => Err(EngineError::Other(
+                "could not attach to the container's monitor".into(),
+            )),
+        };
+    };
+    // We do the cleanup after the exit, as `run` does, so it is done when we return.
+    let cleans_up = write_frame(&mut &sock, CLEANUP, &[]).is_ok();
+    let mut reader = sock
+        .try_clone()
+        .map_err(|e| EngineError::Other(format!("attach: {e}")))?;
+    let result = std::thread::scope(|s| {
+        let pump = s.spawn(move || pump_output(&mut reader, &mut &mut *out, &mut &mut *err));
+        let running = match starting.wait() {
+            Ok(running) => running,
+            Err(e) => {
+                let _ = sock.shutdown(std::net::Shutdown::Both);
+                let _ = pump.join();
+                return Err(e);
+            }
+        };
+        let result = pump.join();
+        Ok((running, result))
+    });
+    let (running, result) = result?;
+    if let (true, Ok(Ok(Some(_)))) = (cleans_up, &result) {
+        if engine.cleanup(&c.id).is_ok() {
+            let _ = write_frame(&mut &sock, DONE, &[]);
+        }
+    }
+    engine.wait_monitor(&running, Some(std::time::Duration::from_secs(2)));
+    match result {
+        Ok(Ok(Some(code))) => Ok(code),
+        _ => {
+            let now = engine.find(&c.id).and_then(|c| engine.reconcile(c))?;
+            Ok(now.exit_code)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use super::{FsError, Result};
 use crate::container::Engine;
 use crate::store::{Container, State};
 use image::digest::{Digest, DigestWriter};
+use image::images::ImageStore;
 use image::manifest::{
     DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST,
 };
@@ -60,20 +61,29 @@ impl Drop for Unpause<'_> {
     }
 }
 
-/// Removes, unless kept, the blobs this commit added to the store.
-struct NewBlobs<'a> {
-    engine: &'a Engine,
+/// The blobs one image write added to the store, removed on drop unless kept
+/// ([`NewBlobs::keep`]): nothing half-made stays behind when a commit, or a build step,
+/// fails part-way.
+pub struct NewBlobs<'a> {
+    store: &'a ImageStore,
     added: Vec<Digest>,
     keep: bool,
 }
 
-impl NewBlobs<'_> {
+impl<'a> NewBlobs<'a> {
+    pub fn new(store: &'a ImageStore) -> NewBlobs<'a> {
+        NewBlobs {
+            store,
+            added: Vec::new(),
+            keep: false,
+        }
+    }
+
     /// Ingests `bytes` and remembers the blob if it was not there before.
-    fn bytes(&mut self, bytes: &[u8]) -> Result<Digest> {
+    pub fn bytes(&mut self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::sha256_of(bytes);
-        let existed = self.engine.images.blobs.contains(&digest);
-        self.engine
-            .images
+        let existed = self.store.blobs.contains(&digest);
+        self.store
             .blobs
             .ingest(&digest, Some(bytes.len() as u64), bytes)
             .map_err(image::images::ImageError::from)?;
@@ -82,16 +92,184 @@ impl NewBlobs<'_> {
         }
         Ok(digest)
     }
+
+    /// The blobs stay: something references them now.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
 }
 
 impl Drop for NewBlobs<'_> {
     fn drop(&mut self) {
         if !self.keep {
             for blob in &self.added {
-                let _ = self.engine.images.blobs.remove(blob);
+                let _ = self.store.blobs.remove(blob);
             }
         }
     }
+}
+
+/// One layer of an image: its descriptor as the manifest lists it, and its diff_id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    pub descriptor: Value,
+    pub diff_id: Digest,
+}
+
+/// The layers of image `id` (bottom first), and whether its manifest is Docker's schema2
+/// (a child's manifest then is too, as `docker commit` keeps the parent's format).
+pub fn layers_of(store: &ImageStore, id: &Digest) -> Result<(Vec<Layer>, bool)> {
+    let row = store
+        .meta
+        .image(id)
+        .map_err(image::images::ImageError::from)?
+        .ok_or_else(|| FsError::Invalid(format!("no such image: {id}")))?;
+    let manifest: Value = serde_json::from_slice(
+        &store
+            .blobs
+            .read(&row.manifest)
+            .map_err(image::images::ImageError::from)?,
+    )
+    .map_err(|e| FsError::Invalid(format!("image {id}: manifest is not JSON: {e}")))?;
+    let rows = store
+        .meta
+        .layers_of(id)
+        .map_err(image::images::ImageError::from)?;
+    let descriptors = manifest["layers"].as_array().cloned().unwrap_or_default();
+    if descriptors.len() != rows.len() {
+        return Err(FsError::Invalid(format!(
+            "image {id}: the manifest lists {} layers, the store {}",
+            descriptors.len(),
+            rows.len()
+        )));
+    }
+    let layers = descriptors
+        .into_iter()
+        .zip(rows)
+        .map(|(descriptor, row)| Layer {
+            descriptor,
+            diff_id: row.diff_id,
+        })
+        .collect();
+    Ok((
+        layers,
+        manifest["mediaType"].as_str() == Some(DOCKER_MANIFEST),
+    ))
+}
+
+/// What [`WalkOptions::skip`] takes.
+pub type Skip<'a> = &'a dyn Fn(&str, &nix::sys::stat::FileStat) -> bool;
+
+/// A directory read as a layer (an overlay upper directory: whiteouts become `.wh.`
+/// files, opaque directories get `.wh..wh..opq`), gzip-compressed into an unnamed
+/// temporary file while both digests are computed, then ingested. `docker` picks the
+/// media type for a Docker schema2 manifest.
+pub fn write_layer(
+    blobs: &mut NewBlobs,
+    dir: BorrowedFd,
+    skip: Option<Skip>,
+    docker: bool,
+) -> Result<Layer> {
+    let store = blobs.store;
+    let ingest = store.blobs.ingest_dir();
+    let mut tmp = tempfile::tempfile_in(ingest).map_err(|source| FsError::Local {
+        path: ingest.to_path_buf(),
+        source,
+    })?;
+    let opts = WalkOptions {
+        oci_whiteouts: true,
+        skip,
+    };
+    let compressed = DigestWriter::new(std::io::BufWriter::new(&mut tmp));
+    let gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::default());
+    let mut tar = TarSink::new(DigestWriter::new(gz));
+    walk(dir, OsStr::new("."), Path::new(""), false, &opts, &mut tar)?;
+    let (gz, diff_id, _) = tar.finish()?.into_parts();
+    let (mut buffered, blob, size) = gz.finish().map_err(FsError::Output)?.into_parts();
+    buffered.flush().map_err(FsError::Output)?;
+    drop(buffered);
+    tmp.rewind().map_err(FsError::Output)?;
+    let existed = store.blobs.contains(&blob);
+    store
+        .blobs
+        .ingest(&blob, Some(size), &mut tmp)
+        .map_err(image::images::ImageError::from)?;
+    if !existed {
+        blobs.added.push(blob.clone());
+    }
+    let media_type = if docker {
+        DOCKER_LAYER_GZIP
+    } else {
+        OCI_LAYER_GZIP
+    };
+    Ok(Layer {
+        descriptor: json!({
+            "mediaType": media_type,
+            "digest": blob.to_string(),
+            "size": size,
+        }),
+        diff_id,
+    })
+}
+
+/// Writes `config` (whose `rootfs.diff_ids` must be `layers`') and a manifest over
+/// `layers`, then registers the image and moves `tags` to it in one transaction.
+/// Returns the image id.
+pub fn register_image(
+    blobs: &mut NewBlobs,
+    config: &Value,
+    layers: &[Layer],
+    docker: bool,
+    tags: &[Reference],
+) -> Result<Digest> {
+    let store = blobs.store;
+    let config_bytes =
+        serde_json::to_vec(config).map_err(|e| FsError::Invalid(format!("image config: {e}")))?;
+    let config_digest = blobs.bytes(&config_bytes)?;
+    let (manifest_type, config_type) = if docker {
+        (DOCKER_MANIFEST, DOCKER_CONFIG)
+    } else {
+        (OCI_MANIFEST, OCI_CONFIG)
+    };
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": {
+            "mediaType": config_type,
+            "digest": config_digest.to_string(),
+            "size": config_bytes.len(),
+        },
+        "layers": layers.iter().map(|l| l.descriptor.clone()).collect::<Vec<_>>(),
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| FsError::Invalid(format!("image manifest: {e}")))?;
+    let manifest_digest = blobs.bytes(&manifest_bytes)?;
+    let mut image_layers = Vec::with_capacity(layers.len());
+    let mut size = 0;
+    for l in layers {
+        let blob: Digest = l.descriptor["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| FsError::Invalid(format!("layer descriptor: {e}")))?;
+        size += store.blobs.size(&blob).unwrap_or(0);
+        image_layers.push((blob, l.diff_id.clone()));
+    }
+    let created = config["created"]
+        .as_str()
+        .and_then(image::time::parse_rfc3339)
+        .unwrap_or_else(now);
+    let row = store.register(
+        NewImage {
+            manifest: manifest_digest,
+            config: config_digest,
+            layers: image_layers,
+            created: Some(created),
+            size,
+        },
+        tags,
+    )?;
+    Ok(row.id)
 }
 
 /// `docker commit`; returns the new image's id.
@@ -114,11 +292,17 @@ pub fn commit(engine: &Engine, c: &Container, opts: &CommitOptions) -> Result<Di
 fn commit_locked(engine: &Engine, c: &Container, opts: &CommitOptions) -> Result<Digest> {
     let store = &engine.images;
     let parent = image_id(c)?;
-    let parent_row = store
+    if store
         .meta
         .image(&parent)
         .map_err(image::images::ImageError::from)?
-        .ok_or_else(|| FsError::Invalid(format!("the image of container {} is gone", c.id)))?;
+        .is_none()
+    {
+        return Err(FsError::Invalid(format!(
+            "the image of container {} is gone",
+            c.id
+        )));
+    }
     let parent_config: Value = serde_json::from_slice(
         &store
             .blobs
@@ -126,132 +310,40 @@ fn commit_locked(engine: &Engine, c: &Container, opts: &CommitOptions) -> Result
             .map_err(image::images::ImageError::from)?,
     )
     .map_err(|e| FsError::Invalid(format!("image {parent}: config is not JSON: {e}")))?;
-    let parent_manifest: Value = serde_json::from_slice(
-        &store
-            .blobs
-            .read(&parent_row.manifest)
-            .map_err(image::images::ImageError::from)?,
-    )
-    .map_err(|e| FsError::Invalid(format!("image {parent}: manifest is not JSON: {e}")))?;
-    let layers = store
-        .meta
-        .layers_of(&parent)
-        .map_err(image::images::ImageError::from)?;
+    let (mut layers, docker) = layers_of(store, &parent)?;
 
     // GC stays away from the first blob to the registration.
     let _writer = store.writer_lock()?;
-    let mut blobs = NewBlobs {
-        engine,
-        added: Vec::new(),
-        keep: false,
-    };
-    let (blob, diff_id, blob_size) = write_layer(engine, c, &mut blobs)?;
-
+    let mut blobs = NewBlobs::new(store);
+    let layer = container_layer(engine, c, &mut blobs, docker)?;
     let created = image::time::format_rfc3339(now());
-    let config = new_config(engine, c, &parent_config, opts, &diff_id, &created);
-    let config_bytes =
-        serde_json::to_vec(&config).map_err(|e| FsError::Invalid(format!("image config: {e}")))?;
-    let config_digest = blobs.bytes(&config_bytes)?;
-
-    let docker = parent_manifest["mediaType"].as_str() == Some(DOCKER_MANIFEST);
-    let (manifest_type, config_type, layer_type) = if docker {
-        (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER_GZIP)
-    } else {
-        (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP)
-    };
-    let mut layer_descs: Vec<Value> = parent_manifest["layers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    layer_descs.push(json!({
-        "mediaType": layer_type,
-        "digest": blob.to_string(),
-        "size": blob_size,
-    }));
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": manifest_type,
-        "config": {
-            "mediaType": config_type,
-            "digest": config_digest.to_string(),
-            "size": config_bytes.len(),
-        },
-        "layers": layer_descs,
-    });
-    let manifest_bytes = serde_json::to_vec(&manifest)
-        .map_err(|e| FsError::Invalid(format!("image manifest: {e}")))?;
-    let manifest_digest = blobs.bytes(&manifest_bytes)?;
-
-    let mut image_layers: Vec<(Digest, Digest)> = layers
-        .iter()
-        .map(|l| (l.blob.clone(), l.diff_id.clone()))
-        .collect();
-    image_layers.push((blob, diff_id));
-    let size = image_layers
-        .iter()
-        .map(|(b, _)| store.blobs.size(b).unwrap_or(0))
-        .sum();
-    let row = store.register(
-        NewImage {
-            manifest: manifest_digest,
-            config: config_digest,
-            layers: image_layers,
-            created: Some(now()),
-            size,
-        },
+    let config = new_config(engine, c, &parent_config, opts, &layer.diff_id, &created);
+    layers.push(layer);
+    let id = register_image(
+        &mut blobs,
+        &config,
+        &layers,
+        docker,
         opts.reference.as_slice(),
     )?;
-    blobs.keep = true;
-    Ok(row.id)
+    blobs.keep();
+    Ok(id)
 }
 
-/// The upper directory as a gzip layer blob: (blob digest, diff_id, blob size).
-fn write_layer(
+/// The container's upper directory as a layer, without the mount points the runtime made.
+pub fn container_layer(
     engine: &Engine,
     c: &Container,
     blobs: &mut NewBlobs,
-) -> Result<(Digest, Digest, u64)> {
-    let store = &engine.images;
+    docker: bool,
+) -> Result<Layer> {
     let upper = upper_dir(engine, c)?;
     let image = image_root(engine, c)?;
-    let ingest = store.blobs.ingest_dir();
-    let mut tmp = tempfile::tempfile_in(ingest).map_err(|source| FsError::Local {
-        path: ingest.to_path_buf(),
-        source,
-    })?;
     let skip = |path: &str, st: &nix::sys::stat::FileStat| {
         is_mount_stub(path, st, in_image(image.as_fd(), path))
             && stub_empty(upper.as_fd(), path, st)
     };
-    let opts = WalkOptions {
-        oci_whiteouts: true,
-        skip: Some(&skip),
-    };
-    let compressed = DigestWriter::new(std::io::BufWriter::new(&mut tmp));
-    let gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::default());
-    let mut tar = TarSink::new(DigestWriter::new(gz));
-    walk(
-        upper.as_fd(),
-        OsStr::new("."),
-        Path::new(""),
-        false,
-        &opts,
-        &mut tar,
-    )?;
-    let (gz, diff_id, _) = tar.finish()?.into_parts();
-    let (mut buffered, blob, size) = gz.finish().map_err(FsError::Output)?.into_parts();
-    buffered.flush().map_err(FsError::Output)?;
-    drop(buffered);
-    tmp.rewind().map_err(FsError::Output)?;
-    let existed = store.blobs.contains(&blob);
-    store
-        .blobs
-        .ingest(&blob, Some(size), &mut tmp)
-        .map_err(image::images::ImageError::from)?;
-    if !existed {
-        blobs.added.push(blob.clone());
-    }
-    Ok((blob, diff_id, size))
+    write_layer(blobs, upper.as_fd(), Some(&skip), docker)
 }
 
 /// Whether the image has `path` (its whiteouts count as absent).

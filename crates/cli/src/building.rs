@@ -1,0 +1,187 @@
+//! `berth build` (Docker's classic builder output) and `berth builder prune`.
+
+use crate::containers::open_engine;
+use crate::App;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use image::reference::Reference;
+use std::io::Read;
+use std::path::PathBuf;
+
+/// `docker build` flags.
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the 'name:tag' format
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// Name of the Dockerfile (default: 'PATH/Dockerfile'; '-' reads it from STDIN)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// Set build-time variables
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pub pull: bool,
+    /// Set metadata for an image
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Set platform if server is multi-platform capable (the host's only)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress the build output and print image ID on success
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Write the image ID to the file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// The build context: a directory, or '-' for a Dockerfile on STDIN and no context
+    #[arg(value_name = "PATH | -")]
+    pub context: String,
+}
+
+pub fn build(app: &App, a: &BuildArgs) -> Result<i32> {
+    let (dockerfile, context) = if a.context == "-" {
+        if a.file.is_some() {
+            bail!("--file cannot be used with a Dockerfile on STDIN ('-')");
+        }
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the Dockerfile from STDIN")?;
+        (text, None)
+    } else {
+        let dir = PathBuf::from(&a.context);
+        if !dir.is_dir() {
+            bail!("unable to prepare context: path {:?} not found", a.context);
+        }
+        let text = match a.file.as_deref() {
+            Some("-") => {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("reading the Dockerfile from STDIN")?;
+                text
+            }
+            Some(f) => {
+                // As Docker: relative to the current directory, else to the context.
+                let p = PathBuf::from(f);
+                let p = if p.exists() { p } else { dir.join(f) };
+                std::fs::read_to_string(&p)
+                    .with_context(|| format!("unable to read the Dockerfile {}", p.display()))?
+            }
+            None => {
+                let p = dir.join("Dockerfile");
+                std::fs::read_to_string(&p)
+                    .with_context(|| format!("unable to read the Dockerfile {}", p.display()))?
+            }
+        };
+        (text, Some(dir))
+    };
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).with_context(|| format!("invalid tag {t:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    let build_args = a
+        .build_args
+        .iter()
+        .filter_map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Some((k.to_string(), v.to_string())),
+            // `--build-arg NAME` takes the value from our environment, if there.
+            None => std::env::var(kv).ok().map(|v| (kv.clone(), v)),
+        })
+        .collect();
+    let labels = a
+        .labels
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let opts = build::BuildOptions {
+        dockerfile,
+        context,
+        tags,
+        build_args,
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        pull: a.pull,
+        labels,
+        platform: a.platform.clone(),
+        quiet: a.quiet,
+    };
+    let engine = open_engine(app)?;
+    let id = build::build(&engine, &opts, Box::new(std::io::stdout()))?;
+    if let Some(f) = &a.iidfile {
+        std::fs::write(f, id.to_string())
+            .with_context(|| format!("writing the image ID to {}", f.display()))?;
+    }
+    if a.quiet {
+        println!("{id}");
+    }
+    Ok(0)
+}
+
+#[derive(Subcommand)]
+pub enum BuilderCmd {
+    /// Remove build cache
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+pub fn builder_cmd(app: &App, c: &BuilderCmd) -> Result<i32> {
+    match c {
+        BuilderCmd::Prune(a) => prune(app, a),
+    }
+}
+
+/// Forgets the cache and removes the images only it kept: untagged, unused by containers.
+fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
+    if !a.force
+        && !crate::volumes::confirm(
+            "WARNING! This will remove all dangling build cache.\nAre you sure you want to continue?",
+        )
+    {
+        return Ok(0);
+    }
+    let engine = open_engine(app)?;
+    let cache = build::builder::cache::Cache::open(engine.images.meta.shared())?;
+    let images = cache.clear()?;
+    let used: std::collections::HashSet<String> = engine
+        .store
+        .images_in_use()?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut removed = 0;
+    for id in images {
+        let Ok(digest) = id.parse::<image::digest::Digest>() else {
+            continue;
+        };
+        let tagged = !engine.images.meta.tags_of(&digest)?.is_empty();
+        if tagged || used.contains(&id) {
+            continue;
+        }
+        if engine.images.meta.delete_image(&digest)?.is_some() {
+            removed += 1;
+        }
+    }
+    let freed = engine.images.try_gc()?.map_or(0, |r| r.blob_bytes);
+    println!("Deleted build cache objects: {removed}");
+    println!("Total reclaimed space: {}", crate::units::human_size(freed));
+    Ok(0)
+}

@@ -1,0 +1,582 @@
+//! `berth build` on real containers: busybox imported into a store of the test's own,
+//! contexts in the test's directory. Each test checks the effect of what it builds in
+//! the image's config (read back as stored) or in a container run from it.
+
+#[path = "../../registry/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use common::Registry;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use support::Berth;
+
+/// A context directory `name` in the test's directory with these files.
+fn context(b: &Berth, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = b.tmp.path().join(name);
+    for (path, content) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn build(b: &Berth, args: &[&str], dir: &Path) -> (i32, String, String) {
+    let mut all: Vec<&str> = vec!["build"];
+    all.extend(args);
+    all.push(dir.to_str().unwrap());
+    b.code(&all)
+}
+
+fn build_ok(b: &Berth, args: &[&str], dir: &Path) -> String {
+    let (code, out, err) = build(b, args, dir);
+    assert_eq!(code, 0, "build failed:\n{out}\n{err}");
+    out
+}
+
+/// The image's config as stored (history with empty_layer, OnBuild and all).
+fn config(b: &Berth, name: &str) -> Value {
+    let id = b.image_id(name);
+    let hex = id.trim_start_matches("sha256:");
+    let bytes = std::fs::read(b.root().join("blobs/sha256").join(hex)).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn run(b: &Berth, args: &[&str]) -> String {
+    let mut all = vec!["run", "--rm", "--network", "none"];
+    all.extend(args);
+    b.ok(&all)
+}
+
+#[test]
+fn multi_stage_build_runs_from_scratch() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM bb:1 AS builder\n\
+             ARG GREETING=hello\n\
+             RUN mkdir /out && echo \"$GREETING from the builder\" > /out/msg && echo generated\n\
+             FROM bb:1 AS unused\n\
+             RUN exit 3\n\
+             FROM scratch\n\
+             COPY --from=builder /bin/busybox /bin/sh\n\
+             COPY --from=0 /out/ /data/\n\
+             CMD [\"/bin/sh\", \"-c\", \"read m < /data/msg; echo got: $m\"]\n",
+        )],
+    );
+    let out = build_ok(&b, &["-t", "app:1", "-t", "app:2"], &dir);
+    // Classic builder output; the stage nobody needs is not built (its RUN would fail).
+    assert!(out.starts_with("Step 1/"), "{out}");
+    assert!(out.contains(" ---> Running in "), "{out}");
+    assert!(out.contains("\ngenerated\n"), "RUN output streamed: {out}");
+    assert!(!out.contains("exit 3"), "{out}");
+    let id = b.image_id("app:1");
+    assert!(
+        out.contains(&format!("Successfully built {}", &id[7..19])),
+        "{out}"
+    );
+    assert!(
+        out.contains("Successfully tagged app:1\nSuccessfully tagged app:2\n"),
+        "{out}"
+    );
+    assert_eq!(b.image_id("app:2"), id);
+    assert_eq!(run(&b, &["app:1"]), "got: hello from the builder\n");
+    // Only the final stage's layers: the builder's RUN layer is not in it.
+    let cfg = config(&b, "app:1");
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+    // Intermediate images are hidden, as Docker hides them; -a shows them.
+    let listed = b.ok(&["images", "-q"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(b.ok(&["images", "-aq"]).lines().count() > 2);
+    // -q prints the id only; --iidfile gets it too.
+    let iid = b.tmp.path().join("iid");
+    let out = build_ok(&b, &["-q", "--iidfile", iid.to_str().unwrap()], &dir);
+    assert_eq!(out, format!("{id}\n"));
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
+    // --target builds that stage (here the failing one, alone).
+    let (code, out, err) = build(&b, &["--target", "unused", "-t", "u:1"], &dir);
+    assert_ne!(code, 0);
+    assert!(
+        !out.contains("generated") && !out.contains("FROM scratch"),
+        "{out}"
+    );
+    assert!(
+        err.contains("Dockerfile:5: The command '/bin/sh -c exit 3' returned a non-zero code: 3"),
+        "{err}"
+    );
+    b.assert_nothing_left();
+}
+
+#[test]
+fn instructions_take_effect() {
+    let b = Berth::with_busybox();
+    let tar_dir = b.tmp.path().join("tarsrc");
+    std::fs::create_dir_all(tar_dir.join("t")).unwrap();
+    std::fs::write(tar_dir.join("t/inside"), "from the tar\n").unwrap();
+    let tar = b.tar_of(&tar_dir, "t.tar");
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("a.conf", "a\n"),
+            ("b.conf", "b\n"),
+            ("c.txt", "c\n"),
+            ("tool.sh", "#!/bin/sh\necho tool\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1\n\
+                 ARG FLAVOUR=plain\n\
+                 ARG UNSET\n\
+                 ENV APP_HOME=/srv/app MODE=${FLAVOUR}\n\
+                 LABEL org.example.flavour=$FLAVOUR other=\"two words\"\n\
+                 WORKDIR $APP_HOME\n\
+                 WORKDIR sub\n\
+                 COPY *.conf conf/\n\
+                 COPY --chown=app:staff --chmod=750 tool.sh /usr/local/bin/tool\n\
+                 ADD t.tar /unpacked/\n\
+                 RUN echo \"mode=$MODE flavour=$FLAVOUR unset=[$UNSET]\" > /srv/app/run.txt; pwd >> /srv/app/run.txt\n\
+                 RUN <<EOF\n\
+                 echo heredoc line 1 > /srv/app/here.txt\n\
+                 echo heredoc $MODE >> /srv/app/here.txt\n\
+                 EOF\n\
+                 COPY <<EOT /srv/app/note\n\
+                 note for $APP_HOME\n\
+                 EOT\n\
+                 SHELL [\"/bin/sh\", \"-ec\"]\n\
+                 RUN echo shell=$0 > /srv/app/shell.txt\n\
+                 VOLUME /data\n\
+                 RUN echo lost > /data/written-after-volume && echo kept > /tmp/kept\n\
+                 USER app\n\
+                 RUN echo uid=$(id -u)\n\
+                 EXPOSE 80 53/udp\n\
+                 HEALTHCHECK --interval=5s --retries=2 CMD true\n\
+                 STOPSIGNAL SIGUSR1\n\
+                 ONBUILD RUN echo triggered\n\
+                 ENTRYPOINT [\"/bin/sh\", \"-c\"]\n\
+                 CMD [\"cat /srv/app/run.txt\"]\n",
+            ),
+        ],
+    );
+    std::fs::copy(&tar, dir.join("t.tar")).unwrap();
+    std::fs::set_permissions(dir.join("tool.sh"), PermissionsExt::from_mode(0o644)).unwrap();
+    // Give bb:1 an app user and a staff group first.
+    let base = context(
+        &b,
+        "base",
+        &[(
+            "Dockerfile",
+            "FROM bb:1\nRUN echo app:x:1000:1000::/home/app:/bin/sh >> /etc/passwd && echo staff:x:50: >> /etc/group\n",
+        )],
+    );
+    build_ok(&b, &["-t", "bb:1"], &base);
+    let out = build_ok(&b, &["--build-arg", "FLAVOUR=spicy", "-t", "inst:1"], &dir);
+    assert!(!out.contains("were not consumed"), "{out}");
+    assert!(out.contains("\nuid=1000\n"), "RUN as USER: {out}");
+
+    let cfg = config(&b, "inst:1");
+    let c = &cfg["config"];
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"APP_HOME=/srv/app") && env.contains(&"MODE=spicy"),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter().any(|e| e.starts_with("FLAVOUR")),
+        "ARGs are not kept: {env:?}"
+    );
+    assert_eq!(c["Labels"]["org.example.flavour"], "spicy");
+    assert_eq!(c["Labels"]["other"], "two words");
+    assert_eq!(c["WorkingDir"], "/srv/app/sub");
+    assert_eq!(c["User"], "app");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["cat /srv/app/run.txt"]));
+    assert_eq!(c["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    assert_eq!(
+        c["ExposedPorts"],
+        serde_json::json!({"80/tcp": {}, "53/udp": {}})
+    );
+    assert_eq!(c["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(c["StopSignal"], "SIGUSR1");
+    assert_eq!(
+        c["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
+    assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000u64);
+    assert_eq!(c["Healthcheck"]["Retries"], 2);
+    assert_eq!(c["OnBuild"], serde_json::json!(["RUN echo triggered"]));
+    // History: one entry per step; metadata steps have empty layers, and each layer
+    // step matches one diff_id.
+    let history = cfg["history"].as_array().unwrap();
+    let layers = history.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(layers, cfg["rootfs"]["diff_ids"].as_array().unwrap().len());
+    let by: Vec<&str> = history
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap_or_default())
+        .collect();
+    assert!(by.contains(&"ENV APP_HOME=/srv/app MODE=spicy"), "{by:?}");
+    let env_entry = history
+        .iter()
+        .find(|h| h["created_by"] == "ENV APP_HOME=/srv/app MODE=spicy")
+        .unwrap();
+    assert_eq!(env_entry["empty_layer"], true);
+    assert!(
+        by.iter()
+            .any(|b| b.starts_with("|1 FLAVOUR=spicy /bin/sh -c echo")),
+        "{by:?}"
+    );
+
+    // The files, seen from a container.
+    let show = |cmd: &str| {
+        run(
+            &b,
+            &["--entrypoint", "/bin/sh", "-u", "0", "inst:1", "-c", cmd],
+        )
+    };
+    assert_eq!(
+        show("cat /srv/app/run.txt"),
+        "mode=spicy flavour=spicy unset=[]\n/srv/app/sub\n"
+    );
+    assert_eq!(
+        show("cat /srv/app/sub/conf/a.conf /srv/app/sub/conf/b.conf"),
+        "a\nb\n"
+    );
+    assert_eq!(show("ls /srv/app/sub/conf"), "a.conf\nb.conf\n");
+    assert_eq!(
+        show("stat -c '%u:%g %a' /usr/local/bin/tool; tool"),
+        "1000:50 750\ntool\n"
+    );
+    assert_eq!(show("cat /unpacked/t/inside"), "from the tar\n");
+    assert_eq!(
+        show("cat /srv/app/here.txt"),
+        "heredoc line 1\nheredoc spicy\n"
+    );
+    assert_eq!(show("cat /srv/app/note"), "note for /srv/app\n");
+    assert_eq!(show("cat /srv/app/shell.txt"), "shell=/bin/sh\n");
+    // As Docker's classic builder: a RUN's writes under a declared VOLUME are discarded,
+    // with the anonymous volume that held them.
+    assert_eq!(show("ls /data; cat /tmp/kept"), "kept\n");
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
+    // COPY's files belong to root unless --chown.
+    assert_eq!(show("stat -c '%u:%g' /srv/app/sub/conf/a.conf"), "0:0\n");
+    // The image's own command, as its user.
+    assert_eq!(
+        run(&b, &["inst:1"]),
+        "mode=spicy flavour=spicy unset=[]\n/srv/app/sub\n"
+    );
+
+    // ONBUILD: the trigger runs in a build FROM the image, and is not inherited.
+    let child = context(
+        &b,
+        "child",
+        &[("Dockerfile", "FROM inst:1\nUSER 0\nRUN echo child\n")],
+    );
+    let out = build_ok(&b, &["-t", "child:1"], &child);
+    assert!(out.contains("# Executing 1 build trigger\n"), "{out}");
+    assert!(out.contains("\ntriggered\n"), "{out}");
+    assert!(config(&b, "child:1")["config"]["OnBuild"].is_null());
+    b.assert_nothing_left();
+}
+
+#[test]
+fn rebuild_is_cached_and_a_changed_source_rebuilds_from_its_step() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("one", "1\n"),
+            ("two", "2\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1\n\
+                 ENV X=1\n\
+                 COPY one /one\n\
+                 RUN cat /one > /seen-one\n\
+                 COPY two /two\n\
+                 RUN cat /two > /seen-two\n\
+                 CMD [\"cat\", \"/seen-one\", \"/seen-two\"]\n",
+            ),
+        ],
+    );
+    let first = build_ok(&b, &["-t", "c:1"], &dir);
+    assert!(!first.contains("Using cache"), "{first}");
+    let id = b.image_id("c:1");
+
+    // Unchanged: every step after FROM is a cache hit and the image is the same.
+    let again = build_ok(&b, &["-t", "c:2"], &dir);
+    assert_eq!(again.matches(" ---> Using cache").count(), 6, "{again}");
+    assert!(!again.contains("Running in"), "{again}");
+    assert_eq!(b.image_id("c:2"), id);
+
+    // A new mtime alone changes nothing (the cache sums content and mode).
+    let f = std::fs::File::options()
+        .write(true)
+        .open(dir.join("two"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
+    drop(f);
+    let touched = build_ok(&b, &["-t", "c:3"], &dir);
+    assert_eq!(touched.matches(" ---> Using cache").count(), 6, "{touched}");
+
+    // New content in the second source: the steps before it are cached, it and
+    // everything after run again.
+    std::fs::write(dir.join("two"), "TWO\n").unwrap();
+    let changed = build_ok(&b, &["-t", "c:4"], &dir);
+    let steps: Vec<&str> = changed.split("Step ").skip(1).collect();
+    assert_eq!(steps.len(), 7, "{changed}");
+    for (i, step) in steps.iter().enumerate() {
+        let cached = step.contains("Using cache");
+        assert_eq!(cached, (1..=3).contains(&i), "step {}: {step}", i + 1);
+    }
+    assert!(steps[5].contains("Running in"), "{changed}");
+    assert_ne!(b.image_id("c:4"), id);
+    assert_eq!(run(&b, &["c:4"]), "1\nTWO\n");
+    assert_eq!(run(&b, &["c:1"]), "1\n2\n");
+
+    // --no-cache: nothing from the cache.
+    let fresh = build_ok(&b, &["--no-cache", "-t", "c:5"], &dir);
+    assert!(!fresh.contains("Using cache"), "{fresh}");
+    assert_eq!(run(&b, &["c:5"]), "1\nTWO\n");
+    b.assert_nothing_left();
+}
+
+#[test]
+fn dockerignore_leaves_files_out_of_the_context() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            (".dockerignore", "secret*\n**/*.log\n!keep.log\n"),
+            ("secret.txt", "s\n"),
+            ("app/main", "m\n"),
+            ("app/debug.log", "d\n"),
+            ("keep.log", "k\n"),
+            ("Dockerfile", "FROM bb:1\nCOPY . /ctx/\n"),
+        ],
+    );
+    build_ok(&b, &["-t", "ign:1"], &dir);
+    let files = run(&b, &["ign:1", "find", "/ctx", "-type", "f"]);
+    let mut files: Vec<&str> = files.lines().collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/app/main",
+            "/ctx/keep.log"
+        ]
+    );
+    // An ignored file cannot be named either.
+    std::fs::write(dir.join("Dockerfile"), "FROM bb:1\nCOPY secret.txt /\n").unwrap();
+    let (code, _, err) = build(&b, &[], &dir);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Dockerfile:2: \"secret.txt\": not found"),
+        "{err}"
+    );
+    b.assert_nothing_left();
+}
+
+#[test]
+fn run_networking_is_the_default_bridge_or_none() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM bb:1\n\
+             RUN --network=none ls /sys/class/net > /none.txt\n\
+             RUN ls /sys/class/net > /default.txt\n",
+        )],
+    );
+    build_ok(&b, &["-t", "net:1"], &dir);
+    assert_eq!(run(&b, &["net:1", "cat", "/none.txt"]), "lo\n");
+    let default = run(&b, &["net:1", "cat", "/default.txt"]);
+    assert!(default.lines().any(|l| l == "eth0"), "{default}");
+    b.assert_nothing_left();
+}
+
+#[test]
+fn bad_input_fails_with_the_line_and_tags_nothing() {
+    let b = Berth::with_busybox();
+    let outside = b.tmp.path().join("outside.txt");
+    std::fs::write(&outside, "host secret\n").unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "FROM bb:1\nFROBNICATE x\n",
+            "Dockerfile:2: unknown instruction: FROBNICATE",
+        ),
+        (
+            "FROM bb:1\nRUN <<EOF\necho\n",
+            "Dockerfile:2: unterminated heredoc: EOF",
+        ),
+        (
+            "FROM bb:1\nENV A=\"open\n",
+            "Dockerfile:2: unterminated quote",
+        ),
+        (
+            "FROM bb:1\nCOPY ../outside.txt /x\n",
+            "Dockerfile:2: forbidden path outside the build context: ../outside.txt",
+        ),
+        (
+            "FROM bb:1\nCOPY link /x\n",
+            "Dockerfile:2: forbidden path outside the build context: link",
+        ),
+        (
+            "FROM bb:1\nCOPY dirlink/outside.txt /x\n",
+            "Dockerfile:2: forbidden path outside the build context: dirlink/outside.txt",
+        ),
+        (
+            "FROM bb:1\nCOPY --from=nosuchstage /x /x\n",
+            "Dockerfile:2: invalid from flag value nosuchstage",
+        ),
+        (
+            "FROM bb:1\nRUN true\nRUN false\n",
+            "Dockerfile:3: The command '/bin/sh -c false' returned a non-zero code: 1",
+        ),
+        (
+            "FROM nosuchimage:1\n",
+            "Dockerfile:1: nosuchimage:1: not in the store",
+        ),
+    ];
+    for (i, (dockerfile, expected)) in cases.iter().enumerate() {
+        let dir = context(&b, &format!("bad{i}"), &[("Dockerfile", dockerfile)]);
+        std::os::unix::fs::symlink(&outside, dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("../", dir.join("dirlink")).unwrap();
+        let tag = format!("bad:{i}");
+        let (code, out, err) = build(&b, &["-t", &tag], &dir);
+        assert_eq!(code, 1, "{dockerfile}: {out}{err}");
+        assert!(err.contains(expected), "{dockerfile}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            b.code(&["image", "inspect", &tag]).0 != 0,
+            "{tag} was tagged"
+        );
+        assert!(!out.contains("host secret"));
+    }
+    b.assert_nothing_left();
+    // Nothing of a step is left in the store's build directory either.
+    let left: Vec<_> = std::fs::read_dir(b.root().join("build"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A Dockerfile on stdin, with an ARG before FROM choosing the base image.
+#[test]
+fn dockerfile_from_stdin_without_context() {
+    let b = Berth::with_busybox();
+    let mut child = b
+        .cmd(&["build", "--build-arg", "BASE=bb:1", "-t", "stdin:1", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"ARG BASE=nothing:here\nFROM $BASE\nRUN echo from-stdin > /f\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(run(&b, &["stdin:1", "cat", "/f"]), "from-stdin\n");
+}
+
+/// Interop both ways: an image `podman build` made (podman save → berth load) runs under
+/// berth, and one berth built, pushed to a registry, runs under podman.
+#[test]
+fn builds_cross_over_with_podman() {
+    let reg = Registry::start();
+    let b = Berth::with_busybox();
+    let podman = |args: &[&str]| {
+        let o = std::process::Command::new("podman")
+            .arg("--root")
+            .arg(b.tmp.path().join("p-root"))
+            .arg("--runroot")
+            .arg(b.tmp.path().join("p-run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // podman's build, with a base made from the same busybox tree.
+    podman(&[
+        "import",
+        "-q",
+        b.tmp.path().join("bb.tar").to_str().unwrap(),
+        "localhost/pbase:1",
+    ]);
+    let pctx = context(
+        &b,
+        "pctx",
+        &[
+            ("msg", "podman copied this\n"),
+            (
+                "Dockerfile",
+                "FROM localhost/pbase:1\nCOPY msg /msg\nRUN echo podman ran this >> /msg\nCMD [\"cat\", \"/msg\"]\n",
+            ),
+        ],
+    );
+    podman(&[
+        "build",
+        "-q",
+        "--network=none",
+        "-t",
+        "localhost/from-podman:1",
+        pctx.to_str().unwrap(),
+    ]);
+    let archive = b.tmp.path().join("from-podman.tar");
+    podman(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        "localhost/from-podman:1",
+    ]);
+    b.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(
+        run(&b, &["localhost/from-podman:1"]),
+        "podman copied this\npodman ran this\n"
+    );
+    // And one built FROM it by berth.
+    let ctx = context(
+        &b,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM localhost/from-podman:1\nRUN echo berth ran this >> /msg\n",
+        )],
+    );
+    let dest = format!("{}/built/by-berth:1", reg.host());
+    build_ok(&b, &["-t", &dest], &ctx);
+    b.ok(&["push", &dest]);
+    let out = podman(&["run", "--rm", "--network=none", "--tls-verify=false", &dest]);
+    assert_eq!(out, "podman copied this\npodman ran this\nberth ran this\n");
+    b.assert_nothing_left();
+}
