@@ -583,6 +583,7 @@ pub fn rename(app: &App, a: &RenameArgs) -> Result<i32> {
         let holder = engine.find(name).map(|h| h.id).unwrap_or_default();
         bail!("Conflict. The container name \"/{name}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name.");
     }
+    engine.network_rename(&c, name)?;
     Ok(0)
 }
 

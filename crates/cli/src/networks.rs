@@ -113,6 +113,9 @@ pub struct CreateArgs {
     /// Set driver specific options
     #[arg(short, long)]
     pub opt: Vec<String>,
+    /// Name servers the network's DNS server forwards to, instead of the host's (as podman)
+    #[arg(long)]
+    pub dns: Vec<String>,
     pub name: String,
 }
 
@@ -211,10 +214,18 @@ fn create(a: &CreateArgs) -> Result<i32> {
         },
         None => None,
     };
+    let mut dns = Vec::new();
+    for d in &a.dns {
+        match d.parse() {
+            Ok(ip) => dns.push(ip),
+            Err(_) => return Ok(daemon_error(format!("invalid DNS server address: {d}"))),
+        }
+    }
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let req = NewNetwork {
+        dns,
         name: a.name.clone(),
         subnet,
         gateway,

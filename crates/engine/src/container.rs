@@ -97,6 +97,8 @@ pub struct Engine {
     pub volumes: Volumes,
     /// The `berth-monitor` binary.
     pub monitor: PathBuf,
+    /// The `berth-dns` binary: the DNS server of user networks.
+    pub dns_server: PathBuf,
     /// The command (and its first arguments) the monitor runs after the container exits;
     /// the container ID is appended. The CLI passes itself: `berth --root R --runroot RR
     /// container cleanup`.
@@ -111,6 +113,7 @@ impl Engine {
         let store = Store::open_shared(root, images.meta.shared())?;
         let volumes = Volumes::open_shared(root, images.meta.shared())?;
         let monitor = beside_self("berth-monitor").unwrap_or_else(|| "berth-monitor".into());
+        let dns_server = beside_self("berth-dns").unwrap_or_else(|| "berth-dns".into());
         let default_runtime =
             std::env::var("BERTH_RUNTIME").unwrap_or_else(|_| "berth-runtime".into());
         Ok(Engine {
@@ -120,6 +123,7 @@ impl Engine {
             store,
             volumes,
             monitor,
+            dns_server,
             exit_command,
             default_runtime,
         })
@@ -316,7 +320,12 @@ impl Engine {
         let config = self.read_image_config(&image)?;
         // Torn down on any error below; kept once the monitor runs.
         let net = self.network_attach(c, &config["config"])?;
-        let etc_files = etc::write(&dir, c, net.as_ref().map(|n| n.address))?;
+        // On a user network the container asks the network's DNS server, on its gateway.
+        let dns = net
+            .as_ref()
+            .filter(|_| crate::net::user_network(&c.options.run).is_some())
+            .map(|n| n.gateway);
+        let etc_files = etc::write(&dir, c, net.as_ref().map(|n| n.address), dns)?;
         let users = RootfsUsers::open(&rootfs).map_err(crate::spec::SpecError::from)?;
         let wants = volumes::wanted(&c.options.run, &volumes::image_volumes(&config));
         let (volumes, anonymous) = self.volumes.prepare(&c.id, &wants, &rootfs)?;

@@ -20,8 +20,14 @@ ff02::2\tip6-allrouters\n";
 const DEFAULT_NAMESERVERS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 
 /// Writes the three files into the container's directory `dir`; `address` is the
-/// container's own on the bridge, listed in /etc/hosts with its hostname as Docker does.
-pub fn write(dir: &Path, c: &Container, address: Option<Ipv4Addr>) -> Result<EtcFiles> {
+/// container's own on the bridge, listed in /etc/hosts with its hostname as Docker does;
+/// `dns` the address of its network's DNS server (user networks).
+pub fn write(
+    dir: &Path,
+    c: &Container,
+    address: Option<Ipv4Addr>,
+    dns: Option<Ipv4Addr>,
+) -> Result<EtcFiles> {
     let run = &c.options.run;
     let host_net = run.network == NetworkMode::Host;
     let hostname = match (&run.hostname, host_net || run.uts_host) {
@@ -43,13 +49,20 @@ pub fn write(dir: &Path, c: &Container, address: Option<Ipv4Addr>) -> Result<Etc
         hosts.push_str(&format!("{addr}\t{hostname}\n"));
     }
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let resolv = resolv_conf(
-        &host_resolv,
-        host_net,
-        &run.dns,
-        &run.dns_search,
-        &run.dns_options,
-    );
+    let resolv = match dns {
+        // `--dns` names other servers: those are asked (Podman's way; Docker would still
+        // ask its embedded server and have it forward there).
+        Some(server) if run.dns.is_empty() => {
+            embedded_resolv_conf(&host_resolv, server, &run.dns_search, &run.dns_options)
+        }
+        _ => resolv_conf(
+            &host_resolv,
+            host_net,
+            &run.dns,
+            &run.dns_search,
+            &run.dns_options,
+        ),
+    };
 
     let files = EtcFiles {
         hostname: Some(dir.join("hostname")),
@@ -127,6 +140,37 @@ fn resolv_conf(
     out
 }
 
+/// The resolv.conf of a container on a user network: the network's DNS server only
+/// (it forwards what is not a container's name), the host's (or `--dns-search`'s)
+/// search domains, and Docker's `ndots:0` unless an `ndots` is given, so a bare name is
+/// asked as it is before any search domain is tried on the host's resolvers.
+fn embedded_resolv_conf(
+    host: &str,
+    server: Ipv4Addr,
+    search: &[String],
+    options: &[String],
+) -> String {
+    let base = resolv_conf(host, false, &[server.to_string()], search, options);
+    let mut out = String::new();
+    let mut has_options = false;
+    for line in base.lines() {
+        if let Some(opts) = line.strip_prefix("options ") {
+            has_options = true;
+            if opts.split_whitespace().any(|o| o.starts_with("ndots:")) {
+                out.push_str(&format!("{line}\n"));
+            } else {
+                out.push_str(&format!("options ndots:0 {opts}\n"));
+            }
+        } else {
+            out.push_str(&format!("{line}\n"));
+        }
+    }
+    if !has_options {
+        out.push_str("options ndots:0\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +200,25 @@ mod tests {
                 &["ndots:2".into()]
             ),
             "nameserver 1.1.1.1\nsearch a.b\noptions ndots:2\n"
+        );
+    }
+
+    #[test]
+    fn a_user_network_asks_its_gateway_with_docker_ndots() {
+        let gw = Ipv4Addr::new(10, 90, 0, 1);
+        let host =
+            "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp.example\noptions edns0\n";
+        assert_eq!(
+            embedded_resolv_conf(host, gw, &[], &[]),
+            "nameserver 10.90.0.1\nsearch corp.example\noptions ndots:0 edns0\n"
+        );
+        assert_eq!(
+            embedded_resolv_conf("nameserver 10.0.0.2\n", gw, &[], &[]),
+            "nameserver 10.90.0.1\noptions ndots:0\n"
+        );
+        assert_eq!(
+            embedded_resolv_conf(host, gw, &[], &["ndots:3".into()]),
+            "nameserver 10.90.0.1\nsearch corp.example\noptions ndots:3\n"
         );
     }
 }

@@ -56,8 +56,20 @@ pub fn network_name(run: &RunOptions) -> Option<&str> {
 }
 
 /// A user network (not the default bridge), if the container names one.
-fn user_network(run: &RunOptions) -> Option<&str> {
+pub(crate) fn user_network(run: &RunOptions) -> Option<&str> {
     network_name(run).filter(|n| *n != network::DEFAULT_NETWORK)
+}
+
+/// The names a user network's DNS server answers with the container's address, as
+/// Docker's `DNSNames`: its name, its short id, and its hostname, without repeats.
+pub(crate) fn dns_names(c: &Container) -> Vec<String> {
+    let mut names = vec![c.name.clone(), c.id[..12].to_string()];
+    if let Some(h) = &c.options.run.hostname {
+        names.push(h.clone());
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+    names
 }
 
 /// Whether container `id` of the store at `root` is gone for good (row or store).
@@ -131,12 +143,15 @@ impl Engine {
         }
         let ports = wanted_ports(&c.options.run, image_config);
         let netns = self.netns_path(&c.id);
+        let names = dns_names(c);
         let req = network::Request {
             id: &c.id,
             network: network_name(&c.options.run).unwrap_or(network::DEFAULT_NETWORK),
             root: &self.root,
             netns: &netns,
             ports: &ports,
+            names: &names,
+            dns_server: &self.dns_server,
         };
         network::attach(&req, &is_stale)
             .map(Some)
@@ -163,6 +178,15 @@ impl Engine {
                 &self.root,
                 &c.name,
             )?;
+        }
+        Ok(())
+    }
+
+    /// Container `c` (with its old name) is now called `new`: its networks' DNS
+    /// servers answer the new name (Docker does the same on rename).
+    pub fn network_rename(&self, c: &Container, new: &str) -> Result<()> {
+        if on_bridge(&c.options.run) {
+            network::rename(&c.id, &c.name, new)?;
         }
         Ok(())
     }

@@ -17,6 +17,7 @@
 //!
 //! No async runtime: netlink requests are sent on blocking sockets ([`rtnl`]).
 
+pub mod dns;
 pub mod netns;
 pub mod nft;
 pub mod ports;
@@ -369,6 +370,11 @@ pub struct Request<'a> {
     pub root: &'a Path,
     pub netns: &'a Path,
     pub ports: &'a [PortSpec],
+    /// What the network's DNS server answers with the container's address (user
+    /// networks): its name, short id, hostname and aliases.
+    pub names: &'a [String],
+    /// The `berth-dns` binary, started for a user network's first container.
+    pub dns_server: &'a Path,
 }
 
 /// A container's network, set up. Dropped without [`Attachment::keep`], it is torn
@@ -407,14 +413,14 @@ pub fn attach(req: &Request, is_stale: IsStale) -> Result<Attachment, Error> {
 }
 
 pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachment, Error> {
-    let (bridge, internal) = if req.network == DEFAULT_NETWORK {
+    let (bridge, internal, user_id) = if req.network == DEFAULT_NETWORK {
         let bridge = Bridge::ensure(dir)?;
         let mut state = State::open(dir)?;
         let row = bridge.row(DEFAULT_NETWORK);
         if state.network(DEFAULT_NETWORK)?.as_ref() != Some(&row) {
             state.put_network(&row)?;
         }
-        (bridge, false)
+        (bridge, false, None)
     } else {
         let state = State::open(dir)?;
         let (row, def) =
@@ -428,7 +434,7 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
             Some((row.gateway, row.prefix)),
             def.internal,
         )?;
-        (bridge, def.internal)
+        (bridge, def.internal, Some(def.id))
     };
     let mut state = State::open(dir)?;
     // A previous run of this container that was never torn down (a crash).
@@ -439,6 +445,7 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
         id: req.id,
         root: req.root,
         netns: req.netns,
+        names: req.names,
     };
     let network = if req.network == DEFAULT_NETWORK {
         DEFAULT_NETWORK.to_string()
@@ -516,6 +523,10 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
         let _fw = firewall_lock(dir, false)?;
         nft::publish(&nets_of(&state)?, req.id, address, &att.ports)?;
     }
+    // Last: the lease it answers from is recorded (see dns.rs on the order).
+    if let Some(id) = user_id {
+        dns::ensure(dir, &id, req.dns_server)?;
+    }
     Ok(att)
 }
 
@@ -577,10 +588,15 @@ fn detach_with(state: &mut State, id: &str, mode: Detach) -> Result<(), Error> {
             }
         }
     }
-    match first {
-        Some(e) => Err(e),
-        None => state.release(id),
+    if let Some(e) = first {
+        return Err(e);
     }
+    state.release(id)?;
+    // The network's DNS server goes with its last lease.
+    if let Some(l) = lease.filter(|l| l.network != DEFAULT_NETWORK) {
+        dns::stop_unused(state.dir(), state, &l.network)?;
+    }
+    Ok(())
 }
 
 /// Deletes berth veths on the bridge that no lease accounts for: a quick detach leaves
@@ -643,6 +659,16 @@ pub fn ports(id: &str) -> Vec<PortBinding> {
     State::open(dir)
         .and_then(|s| s.ports_of(id))
         .unwrap_or_default()
+}
+
+/// Container `id` was renamed: the DNS servers answer the new name from now on, and
+/// no longer the old one.
+pub fn rename(id: &str, old: &str, new: &str) -> Result<(), Error> {
+    let dir = Path::new(STATE_DIR);
+    if !dir.join("network.db").exists() {
+        return Ok(());
+    }
+    State::open(dir)?.rename(id, old, new)
 }
 
 /// Container `id`'s address on its network while it runs.

@@ -34,11 +34,15 @@ CREATE TABLE IF NOT EXISTS networks (
 CREATE TABLE IF NOT EXISTS leases (
     network  TEXT NOT NULL,
     address  INTEGER NOT NULL,
-    holder   TEXT NOT NULL UNIQUE,
+    holder   TEXT NOT NULL,
     root     TEXT NOT NULL,
     netns    TEXT NOT NULL,
     created  INTEGER NOT NULL,
-    PRIMARY KEY (network, address)
+    -- the names the network's DNS server answers with this address (JSON array):
+    -- the container's name, short id, hostname and aliases on this network.
+    names    TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (network, address),
+    UNIQUE (holder, network)
 );
 CREATE TABLE IF NOT EXISTS ports (
     proto          TEXT NOT NULL,
@@ -56,7 +60,10 @@ CREATE TABLE IF NOT EXISTS netdefs (
     created  TEXT NOT NULL,
     internal INTEGER NOT NULL,
     labels   TEXT NOT NULL,
-    options  TEXT NOT NULL
+    options  TEXT NOT NULL,
+    -- `network create --dns`: where its DNS server forwards (JSON array; empty: the
+    -- host's resolvers).
+    dns      TEXT NOT NULL DEFAULT '[]'
 );
 -- containers that name a user network, running or not: `network rm` refuses while any
 -- of them still exists.
@@ -81,6 +88,8 @@ pub struct NetDef {
     pub internal: bool,
     pub labels: std::collections::BTreeMap<String, String>,
     pub options: std::collections::BTreeMap<String, String>,
+    /// Upstream name servers of its DNS server (`--dns`); empty: the host's.
+    pub dns: Vec<String>,
 }
 
 /// A container that names a user network.
@@ -117,6 +126,8 @@ pub struct Holder<'a> {
     pub id: &'a str,
     pub root: &'a Path,
     pub netns: &'a Path,
+    /// What the network's DNS server answers with its address.
+    pub names: &'a [String],
 }
 
 /// What an allocation failed on: a holder in the way may be stale.
@@ -175,7 +186,69 @@ impl State {
         }
         conn.execute_batch(SCHEMA)
             .map_err(db(&path, "creating tables"))?;
-        Ok(State { path, conn })
+        let mut state = State { path, conn };
+        state.migrate()?;
+        Ok(state)
+    }
+
+    /// Brings a database made by an earlier berth up to the schema above: `leases`
+    /// gains `names` and loses the one-lease-per-holder constraint (a container may be
+    /// on several networks), `netdefs` gains `dns`. The database is the host's and other
+    /// berth processes use it meanwhile, so it is one IMMEDIATE transaction, checked
+    /// again inside; earlier binaries keep working on the new tables (they name their
+    /// columns, and the new ones have defaults).
+    fn migrate(&mut self) -> Result<(), Error> {
+        let has = |conn: &Connection, table: &str, column: &str| -> rusqlite::Result<bool> {
+            let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+            let cols = st.query_map([], |r| r.get::<_, String>(1))?;
+            for c in cols {
+                if c? == column {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        let path = self.path.clone();
+        let current = |conn: &Connection| -> rusqlite::Result<bool> {
+            Ok(has(conn, "leases", "names")? && has(conn, "netdefs", "dns")?)
+        };
+        if current(&self.conn).map_err(db(&path, "reading the schema"))? {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(&path, "starting a transaction"))?;
+        if !has(&tx, "leases", "names").map_err(db(&path, "reading the schema"))? {
+            tx.execute_batch(
+                "CREATE TABLE leases_new (
+                    network  TEXT NOT NULL,
+                    address  INTEGER NOT NULL,
+                    holder   TEXT NOT NULL,
+                    root     TEXT NOT NULL,
+                    netns    TEXT NOT NULL,
+                    created  INTEGER NOT NULL,
+                    names    TEXT NOT NULL DEFAULT '[]',
+                    PRIMARY KEY (network, address),
+                    UNIQUE (holder, network)
+                );
+                INSERT INTO leases_new (network, address, holder, root, netns, created)
+                    SELECT network, address, holder, root, netns, created FROM leases;
+                DROP TABLE leases;
+                ALTER TABLE leases_new RENAME TO leases;",
+            )
+            .map_err(db(&path, "upgrading leases"))?;
+        }
+        if !has(&tx, "netdefs", "dns").map_err(db(&path, "reading the schema"))? {
+            tx.execute_batch("ALTER TABLE netdefs ADD COLUMN dns TEXT NOT NULL DEFAULT '[]';")
+                .map_err(db(&path, "upgrading netdefs"))?;
+        }
+        tx.commit().map_err(db(&path, "committing"))
+    }
+
+    /// The state directory the database is in.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
     }
 
     pub fn network(&self, name: &str) -> Result<Option<NetworkRow>, Error> {
@@ -245,15 +318,16 @@ impl State {
         )
         .map_err(db(&self.path, "recording a network"))?;
         tx.execute(
-            "INSERT INTO netdefs (name, id, created, internal, labels, options)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO netdefs (name, id, created, internal, labels, options, dns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 d.name,
                 d.id,
                 d.created,
                 d.internal,
                 serde_json::to_string(&d.labels).unwrap_or_default(),
-                serde_json::to_string(&d.options).unwrap_or_default()
+                serde_json::to_string(&d.options).unwrap_or_default(),
+                serde_json::to_string(&d.dns).unwrap_or_default()
             ],
         )
         .map_err(db(&self.path, "recording a network"))?;
@@ -281,22 +355,11 @@ impl State {
         let mut st = self
             .conn
             .prepare(
-                "SELECT name, id, created, internal, labels, options FROM netdefs ORDER BY name",
+                "SELECT name, id, created, internal, labels, options, dns FROM netdefs ORDER BY name",
             )
             .map_err(db(&self.path, "reading networks"))?;
         let rows = st
-            .query_map([], |r| {
-                let labels: String = r.get(4)?;
-                let options: String = r.get(5)?;
-                Ok(NetDef {
-                    name: r.get(0)?,
-                    id: r.get(1)?,
-                    created: r.get(2)?,
-                    internal: r.get(3)?,
-                    labels: serde_json::from_str(&labels).unwrap_or_default(),
-                    options: serde_json::from_str(&options).unwrap_or_default(),
-                })
-            })
+            .query_map([], netdef_row)
             .map_err(db(&self.path, "reading networks"))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(db(&self.path, "reading networks"))
@@ -377,6 +440,88 @@ impl State {
             .query_map([], lease_row)
             .map_err(db(&self.path, "reading leases"))?;
         rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading leases"))
+    }
+
+    /// The definition of the user network with id `id`.
+    pub fn def_by_id(&self, id: &str) -> Result<Option<NetDef>, Error> {
+        self.conn
+            .prepare_cached(
+                "SELECT name, id, created, internal, labels, options, dns FROM netdefs WHERE id = ?1",
+            )
+            .and_then(|mut st| st.query_row(params![id], netdef_row).optional())
+            .map_err(db(&self.path, "reading networks"))
+    }
+
+    /// What network `network`'s DNS server answers: each lease's address and names.
+    /// A lease exists from the allocation of its address until the container's network
+    /// is gone, and no other container can hold that address meanwhile, so a name never
+    /// resolves to another container's address.
+    pub fn dns_entries(&self, network: &str) -> Result<Vec<(Ipv4Addr, Vec<String>)>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT address, names FROM leases WHERE network = ?1 ORDER BY created, address",
+            )
+            .map_err(db(&self.path, "reading leases"))?;
+        let rows = st
+            .query_map(params![network], |r| {
+                let names: String = r.get(1)?;
+                Ok((
+                    Ipv4Addr::from(r.get::<_, u32>(0)?),
+                    serde_json::from_str(&names).unwrap_or_default(),
+                ))
+            })
+            .map_err(db(&self.path, "reading leases"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading leases"))
+    }
+
+    /// Container `holder` was renamed from `old` to `new`: its DNS names and its
+    /// member record follow, in one transaction.
+    pub fn rename(&mut self, holder: &str, old: &str, new: &str) -> Result<(), Error> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(&path, "starting a transaction"))?;
+        let rows: Vec<(String, String)> = {
+            let mut st = tx
+                .prepare("SELECT network, names FROM leases WHERE holder = ?1")
+                .map_err(db(&path, "reading leases"))?;
+            let rows = st
+                .query_map(params![holder], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db(&path, "reading leases"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(db(&path, "reading leases"))?
+        };
+        for (network, names) in rows {
+            let mut names: Vec<String> = serde_json::from_str(&names).unwrap_or_default();
+            for n in names.iter_mut().filter(|n| *n == old) {
+                *n = new.to_string();
+            }
+            tx.execute(
+                "UPDATE leases SET names = ?3 WHERE holder = ?1 AND network = ?2",
+                params![holder, network, serde_json::to_string(&names).unwrap_or_default()],
+            )
+            .map_err(db(&path, "renaming"))?;
+        }
+        tx.execute(
+            "UPDATE members SET name = ?2 WHERE holder = ?1",
+            params![holder, new],
+        )
+        .map_err(db(&path, "renaming"))?;
+        tx.commit().map_err(db(&path, "committing"))
+    }
+
+    /// How many addresses are leased on network `network`.
+    pub fn lease_count(&self, network: &str) -> Result<i64, Error> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM leases WHERE network = ?1",
+                params![network],
+                |r| r.get(0),
+            )
             .map_err(db(&self.path, "reading leases"))
     }
 
@@ -475,15 +620,16 @@ impl State {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         tx.execute(
-            "INSERT INTO leases (network, address, holder, root, netns, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO leases (network, address, holder, root, netns, created, names)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 net.name,
                 u32::from(address),
                 who.id,
                 who.root.to_string_lossy(),
                 who.netns.to_string_lossy(),
-                now
+                now,
+                serde_json::to_string(who.names).unwrap_or_default()
             ],
         )
         .map_err(db(&path, "recording a lease"))?;
@@ -509,6 +655,21 @@ impl State {
         tx.commit().map_err(db(&path, "committing"))?;
         Ok(Ok((address, chosen)))
     }
+}
+
+fn netdef_row(r: &rusqlite::Row) -> rusqlite::Result<NetDef> {
+    let labels: String = r.get(4)?;
+    let options: String = r.get(5)?;
+    let dns: String = r.get(6)?;
+    Ok(NetDef {
+        name: r.get(0)?,
+        id: r.get(1)?,
+        created: r.get(2)?,
+        internal: r.get(3)?,
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        options: serde_json::from_str(&options).unwrap_or_default(),
+        dns: serde_json::from_str(&dns).unwrap_or_default(),
+    })
 }
 
 fn lease_row(r: &rusqlite::Row) -> rusqlite::Result<Lease> {
@@ -679,6 +840,7 @@ mod tests {
                 id: &id,
                 root: tmp.path(),
                 netns: tmp.path(),
+                names: &[],
             };
             let Ok(Ok((a, _))) = s.allocate(&net(), &who, &[]) else {
                 panic!("allocation {i}")
@@ -700,6 +862,7 @@ mod tests {
             id: "c5",
             root: tmp.path(),
             netns: tmp.path(),
+            names: &[],
         };
         assert!(matches!(
             s.allocate(&net(), &who, &[]),
@@ -730,6 +893,7 @@ mod tests {
             id,
             root: tmp.path(),
             netns: tmp.path(),
+            names: &[],
         };
         // Port 1 as root binds fine when nothing holds it; the DB is what conflicts.
         let first = s.allocate(&n, &who("a"), &[spec([127, 0, 0, 9])]).unwrap();
@@ -748,5 +912,60 @@ mod tests {
         s.release("a").unwrap();
         assert!(s.ports_of("a").unwrap().is_empty());
         assert!(s.lease_of("a").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_database_of_an_earlier_berth_is_upgraded_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(tmp.path().join("network.db")).unwrap();
+            c.execute_batch(
+                "CREATE TABLE leases (network TEXT NOT NULL, address INTEGER NOT NULL,
+                    holder TEXT NOT NULL UNIQUE, root TEXT NOT NULL, netns TEXT NOT NULL,
+                    created INTEGER NOT NULL, PRIMARY KEY (network, address));
+                 CREATE TABLE netdefs (name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+                    created TEXT NOT NULL, internal INTEGER NOT NULL, labels TEXT NOT NULL,
+                    options TEXT NOT NULL);
+                 INSERT INTO leases VALUES ('bridge', 167837698, 'old', '/r', '/n', 1);
+                 INSERT INTO netdefs VALUES ('n', 'abc', 'now', 0, '{}', '{}');",
+            )
+            .unwrap();
+        }
+        let mut s = State::open(tmp.path()).unwrap();
+        assert_eq!(
+            s.lease_of("old").unwrap().unwrap().address.to_string(),
+            "10.1.0.2"
+        );
+        assert_eq!(
+            s.dns_entries("bridge").unwrap(),
+            [("10.1.0.2".parse().unwrap(), vec![])]
+        );
+        assert_eq!(
+            s.def_by_id("abc").unwrap().unwrap().dns,
+            Vec::<String>::new()
+        );
+        // One holder may now lease on two networks, never twice on one.
+        let mut other = net();
+        other.name = "other".into();
+        s.put_network(&other).unwrap();
+        let names = ["web".to_string()];
+        let who = Holder {
+            id: "old",
+            root: tmp.path(),
+            netns: tmp.path(),
+            names: &names,
+        };
+        let Ok(Ok((a, _))) = s.allocate(&other, &who, &[]) else {
+            panic!()
+        };
+        assert_eq!(
+            s.dns_entries("other").unwrap(),
+            [(a, vec!["web".to_string()])]
+        );
+        assert!(s.allocate(&other, &who, &[]).is_err());
+        drop(s);
+        // Opening again changes nothing.
+        let s = State::open(tmp.path()).unwrap();
+        assert_eq!(s.leases().unwrap().len(), 2);
     }
 }

@@ -27,6 +27,9 @@ pub struct NewNetwork {
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
+    /// `--dns`: where the network's DNS server forwards names that are not its
+    /// containers' (the host's resolvers when empty).
+    pub dns: Vec<std::net::IpAddr>,
     /// RFC 3339, as the CLI formats it.
     pub created: String,
 }
@@ -167,6 +170,7 @@ pub fn create(dir: &Path, req: &NewNetwork) -> Result<Network, Error> {
         internal: req.internal,
         labels: req.labels.clone(),
         options: req.options.clone(),
+        dns: req.dns.iter().map(|a| a.to_string()).collect(),
     };
     // Records first, so the firewall batch that `ensure_locked` writes includes it.
     let _fw = firewall_lock(dir, true)?;
@@ -320,6 +324,7 @@ pub fn remove(dir: &Path, key: &str, gone: IsGone) -> Result<NetDef, Error> {
     if state.leases()?.iter().any(|l| l.network == row.name) {
         return Err(in_use());
     }
+    crate::dns::stop(dir, &def.id)?;
     let _fw = firewall_lock(dir, true)?;
     teardown(&mut state, &row)?;
     Ok(def)
