@@ -19,21 +19,28 @@ pub fn settings(engine: &Engine, c: &Container) -> Value {
         }
     }
     let mut networks = Map::new();
-    let (address, prefix, gateway) = match engine.network_address(c) {
+    let entries = engine.networks(c);
+    // The top-level fields are the first network's, as Docker's for the default bridge.
+    let (address, prefix, gateway) = match entries.first().and_then(|e| e.address) {
         Some((a, p, g)) => (a.to_string(), p, g.to_string()),
         None => (String::new(), 0, String::new()),
     };
-    if let Some(name) = engine::net::network_name(&c.options.run) {
-        let mac = mac(&address);
-        networks.insert(
-            name.into(),
-            json!({
-                "MacAddress": mac,
-                "IPAddress": address,
-                "IPPrefixLen": prefix,
-                "Gateway": gateway,
-            }),
-        );
+    for e in &entries {
+        let (ip, len, gw) = match e.address {
+            Some((a, p, g)) => (a.to_string(), p, g.to_string()),
+            None => (String::new(), 0, String::new()),
+        };
+        let mut v = json!({
+            "MacAddress": mac(&ip),
+            "IPAddress": ip,
+            "IPPrefixLen": len,
+            "Gateway": gw,
+            "Aliases": if e.aliases.is_empty() { Value::Null } else { json!(e.aliases) },
+        });
+        if !e.dns_names.is_empty() {
+            v["DNSNames"] = json!(e.dns_names);
+        }
+        networks.insert(e.name.clone(), v);
     }
     json!({
         "Bridge": "",
@@ -91,6 +98,28 @@ pub enum NetworkCmd {
     Rm(RmArgs),
     /// Remove all unused networks
     Prune(PruneArgs),
+    /// Connect a container to a network
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// Add network-scoped alias for the container
+    #[arg(long)]
+    pub alias: Vec<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Args)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network
+    #[arg(short, long)]
+    pub force: bool,
+    pub network: String,
+    pub container: String,
 }
 
 #[derive(Args)]
@@ -161,8 +190,9 @@ pub struct PruneArgs {
 }
 
 pub fn network_cmd(app: &App, c: &NetworkCmd) -> Result<i32> {
-    let _ = app;
     match c {
+        NetworkCmd::Connect(a) => connect(app, a),
+        NetworkCmd::Disconnect(a) => disconnect(app, a),
         NetworkCmd::Create(a) => create(a),
         NetworkCmd::Ls(a) => ls(a),
         NetworkCmd::Inspect(a) => inspect(a),
@@ -239,6 +269,32 @@ fn create(a: &CreateArgs) -> Result<i32> {
             println!("{}", n.def.id);
             Ok(0)
         }
+        Err(e) => Ok(daemon_error(e)),
+    }
+}
+
+/// `network connect`: Docker's daemon errors, exit 1; nothing recorded on error.
+fn connect(app: &App, a: &ConnectArgs) -> Result<i32> {
+    let engine = crate::containers::open_engine(app)?;
+    let c = match engine.find(&a.container) {
+        Ok(c) => c,
+        Err(e) => return Ok(daemon_error(e)),
+    };
+    match engine.connect(&c, &a.network, &a.alias) {
+        Ok(()) => Ok(0),
+        Err(e) => Ok(daemon_error(e)),
+    }
+}
+
+/// `network disconnect`.
+fn disconnect(app: &App, a: &DisconnectArgs) -> Result<i32> {
+    let engine = crate::containers::open_engine(app)?;
+    let c = match engine.find(&a.container) {
+        Ok(c) => c,
+        Err(e) => return Ok(daemon_error(e)),
+    };
+    match engine.disconnect(&c, &a.network, a.force) {
+        Ok(()) => Ok(0),
         Err(e) => Ok(daemon_error(e)),
     }
 }

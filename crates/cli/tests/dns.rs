@@ -542,3 +542,242 @@ fn other_names_are_forwarded_to_the_networks_dns_and_hostile_packets_change_noth
     assert_no_server(&open_id);
     b.assert_nothing_left();
 }
+
+/// Leases and `network connect` records of container `id` on network `name`.
+fn recorded_on(id: &str, name: &str) -> (usize, usize) {
+    let state =
+        engine::network::state::State::open(std::path::Path::new(engine::network::STATE_DIR))
+            .unwrap();
+    (
+        state
+            .leases_of(id)
+            .unwrap()
+            .iter()
+            .filter(|l| l.network == name)
+            .count(),
+        state
+            .connections_of(id)
+            .unwrap()
+            .iter()
+            .filter(|c| c.network == name)
+            .count(),
+    )
+}
+
+#[test]
+fn aliases_and_network_connect_and_disconnect_as_docker() {
+    let b = Berth::with_busybox();
+    let pid = std::process::id();
+    let one = format!("dns-one-{pid}");
+    let two = format!("dns-two-{pid}");
+    let three = format!("dns-three-{pid}");
+    let _nets = Nets(&b, vec![one.clone(), two.clone(), three.clone()]);
+    let one_id = b.ok(&["network", "create", &one]).trim().to_string();
+    let two_id = b.ok(&["network", "create", &two]).trim().to_string();
+    b.ok(&["network", "create", &three]);
+    let gw_one = gateway_of(&b, &one);
+    let gw_two = gateway_of(&b, &two);
+
+    // --network-alias, and an alias two containers share: both answered.
+    let web = format!("web-{pid}");
+    let web_id = httpd(
+        &b,
+        &[
+            "--network",
+            &one,
+            "--name",
+            &web,
+            "--network-alias",
+            "api",
+            "--network-alias",
+            "pool",
+        ],
+        "hello-alias",
+    );
+    let other = b
+        .ok(&[
+            "run",
+            "-d",
+            &format!("--network=name={one},alias=pool"),
+            "bb:1",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_string();
+    let web_ip = ask_udp(gw_one, &web, TYPE_A).addresses[0];
+    assert_eq!(ask_udp(gw_one, "api", TYPE_A).addresses, [web_ip]);
+    assert_eq!(ask_udp(gw_one, "pool", TYPE_A).addresses.len(), 2);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &one,
+        "bb:1",
+        "sh",
+        "-c",
+        &get_by_name("api"),
+    ]);
+    assert!(out.contains("hello-alias"), "{out}");
+    let nets: serde_json::Value =
+        serde_json::from_str(&b.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", &web]))
+            .unwrap();
+    assert_eq!(nets[&one]["Aliases"], serde_json::json!(["api", "pool"]));
+    assert_eq!(
+        nets[&one]["DNSNames"],
+        serde_json::json!([web, "api", "pool", &web_id[..12]])
+    );
+
+    // The alias off a user network: Docker's refusal, exit 125, no container.
+    let before = b.ok(&["ps", "-aq"]);
+    let (code, _, err) = b.code(&["run", "--rm", "--network-alias", "x", "bb:1", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(
+            "network-scoped alias is supported only for containers in user defined networks"
+        ),
+        "{err}"
+    );
+    assert_eq!(b.ok(&["ps", "-aq"]), before);
+
+    // connect: a second interface on `two`, its alias answered there, reached by name
+    // over TCP from `two`; /etc/hosts and inspect show both.
+    assert!(servers(&two_id).is_empty());
+    b.ok(&["network", "connect", "--alias", "web-two", &two, &web]);
+    assert_eq!(
+        servers(&two_id).len(),
+        1,
+        "connect starts the network's server"
+    );
+    let two_ip = ask_udp(gw_two, "web-two", TYPE_A).addresses[0];
+    assert_eq!(ask_udp(gw_two, &web, TYPE_A).addresses, [two_ip]);
+    // `api` is an alias on `one` only.
+    assert_eq!(ask_udp(gw_two, "api", TYPE_A).rcode, 3);
+    let inside = b.ok(&[
+        "exec",
+        &web,
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth1; cat /etc/hosts; ip route",
+    ]);
+    assert!(inside.contains(&format!("inet {two_ip}/")), "{inside}");
+    assert!(inside.contains(&format!("{web_ip}\t")), "{inside}");
+    assert!(inside.contains(&format!("{two_ip}\t")), "{inside}");
+    assert!(
+        inside.contains(&format!("default via {gw_one} dev eth0")),
+        "the first network keeps the default route: {inside}"
+    );
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &two,
+        "bb:1",
+        "sh",
+        "-c",
+        &format!("{}; {}", get_by_name("web-two"), get_by_name(&web)),
+    ]);
+    assert_eq!(out.matches("hello-alias").count(), 2, "{out}");
+    let nets: serde_json::Value =
+        serde_json::from_str(&b.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", &web]))
+            .unwrap();
+    assert_eq!(nets[&one]["IPAddress"], web_ip.to_string().as_str());
+    assert_eq!(nets[&two]["IPAddress"], two_ip.to_string().as_str());
+    assert_eq!(nets[&two]["Aliases"], serde_json::json!(["web-two"]));
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["network", "inspect", &two])).unwrap();
+    assert_eq!(
+        v[0]["Containers"][&web_id]["IPv4Address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next(),
+        Some(two_ip.to_string().as_str())
+    );
+
+    // Docker's refusals, one line each, exit 1, and nothing recorded by them.
+    let refused = |args: &[&str], want: &str| {
+        let (code, out, err) = b.code(args);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert_eq!(
+            err,
+            format!("Error response from daemon: {want}\n"),
+            "{args:?}"
+        );
+    };
+    refused(
+        &["network", "connect", &two, &web],
+        &format!("endpoint with name {web} already exists in network {two}"),
+    );
+    refused(
+        &["network", "connect", &one, &web],
+        &format!("endpoint with name {web} already exists in network {one}"),
+    );
+    refused(
+        &["network", "disconnect", &three, &web],
+        &format!("container {web_id} is not connected to network {three}"),
+    );
+    refused(
+        &["network", "connect", &format!("nope-{pid}"), &web],
+        &format!("network nope-{pid} not found"),
+    );
+    refused(
+        &["network", "connect", &three, &format!("nobody-{pid}")],
+        &format!("No such container: nobody-{pid}"),
+    );
+    refused(
+        &["network", "connect", "--alias", "a", "bridge", &web],
+        "network-scoped alias is supported only for containers in user defined networks",
+    );
+    let lonely = b
+        .ok(&["run", "-d", "--network", "none", "bb:1", "sleep", "1000"])
+        .trim()
+        .to_string();
+    refused(
+        &["network", "connect", &three, &lonely],
+        "container cannot be connected to multiple networks with one of the networks in private (none) mode",
+    );
+    assert_eq!(recorded_on(&web_id, &two), (1, 1));
+    assert_eq!(recorded_on(&web_id, &three), (0, 0));
+    assert_eq!(recorded_on(&lonely, &three), (0, 0));
+
+    // disconnect: the interface, the lease, the name on `two` and the hosts line go;
+    // `two` has nobody left, so its server goes too.
+    b.ok(&["network", "disconnect", &two, &web]);
+    assert_eq!(recorded_on(&web_id, &two), (0, 0));
+    assert_eq!(ask_udp(gw_one, "api", TYPE_A).addresses, [web_ip]);
+    assert_no_server(&two_id);
+    let inside = b.ok(&["exec", &web, "sh", "-c", "ip -o link; cat /etc/hosts"]);
+    assert!(!inside.contains("eth1"), "{inside}");
+    assert!(!inside.contains(&format!("{two_ip}\t")), "{inside}");
+    let nets: serde_json::Value =
+        serde_json::from_str(&b.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", &web]))
+            .unwrap();
+    assert_eq!(nets.as_object().unwrap().len(), 1, "{nets}");
+
+    // A stopped container connected: recorded, joined at its next start; the network
+    // cannot be removed meanwhile.
+    b.ok(&["stop", "-t", "0", &other]);
+    b.ok(&["network", "connect", &three, &other]);
+    let (code, _, err) = b.code(&["network", "rm", &three]);
+    assert_eq!(code, 1);
+    assert!(err.contains("has active endpoints"), "{err}");
+    b.ok(&["start", &other]);
+    let inside = b.ok(&["exec", &other, "ip", "-4", "-o", "addr", "show", "eth1"]);
+    let gw_three = gateway_of(&b, &three);
+    let three_prefix: Vec<u8> = gw_three.octets()[..2].to_vec();
+    assert!(
+        inside.contains(&format!("inet {}.{}.", three_prefix[0], three_prefix[1])),
+        "{inside}"
+    );
+    assert_eq!(recorded_on(&other, &three), (1, 1));
+
+    let ids = b.ok(&["ps", "-aq"]);
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.lines());
+    b.ok(&rm);
+    assert_eq!(recorded_on(&other, &three), (0, 0));
+    b.ok(&["network", "rm", &one, &two, &three]);
+    assert_no_server(&one_id);
+    b.assert_nothing_left();
+}

@@ -320,12 +320,16 @@ impl Engine {
         let config = self.read_image_config(&image)?;
         // Torn down on any error below; kept once the monitor runs.
         let net = self.network_attach(c, &config["config"])?;
+        let mut addresses: Vec<std::net::Ipv4Addr> = net.iter().map(|n| n.address).collect();
+        if net.is_some() {
+            addresses.extend(self.network_join_connected(c)?.iter().map(|j| j.address));
+        }
         // On a user network the container asks the network's DNS server, on its gateway.
         let dns = net
             .as_ref()
             .filter(|_| crate::net::user_network(&c.options.run).is_some())
             .map(|n| n.gateway);
-        let etc_files = etc::write(&dir, c, net.as_ref().map(|n| n.address), dns)?;
+        let etc_files = etc::write(&dir, c, &addresses, dns)?;
         let users = RootfsUsers::open(&rootfs).map_err(crate::spec::SpecError::from)?;
         let wants = volumes::wanted(&c.options.run, &volumes::image_volumes(&config));
         let (volumes, anonymous) = self.volumes.prepare(&c.id, &wants, &rootfs)?;

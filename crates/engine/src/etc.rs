@@ -25,29 +25,13 @@ const DEFAULT_NAMESERVERS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 pub fn write(
     dir: &Path,
     c: &Container,
-    address: Option<Ipv4Addr>,
+    addresses: &[Ipv4Addr],
     dns: Option<Ipv4Addr>,
 ) -> Result<EtcFiles> {
     let run = &c.options.run;
     let host_net = run.network == NetworkMode::Host;
-    let hostname = match (&run.hostname, host_net || run.uts_host) {
-        (Some(h), _) => h.clone(),
-        (None, true) => nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".into()),
-        (None, false) => c.id[..12].to_string(),
-    };
-    let mut hosts = if host_net {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS.to_string())
-    } else {
-        HOSTS.to_string()
-    };
-    for (name, addr) in &run.extra_hosts {
-        hosts.push_str(&format!("{addr}\t{name}\n"));
-    }
-    if let Some(addr) = address {
-        hosts.push_str(&format!("{addr}\t{hostname}\n"));
-    }
+    let hostname = hostname(c);
+    let hosts = hosts_text(c, addresses);
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = match dns {
         // `--dns` names other servers: those are asked (Podman's way; Docker would still
@@ -80,6 +64,62 @@ pub fn write(
         crate::container::write_atomic(path, text.as_bytes())?;
     }
     Ok(files)
+}
+
+fn hostname(c: &Container) -> String {
+    let run = &c.options.run;
+    match (
+        &run.hostname,
+        run.network == NetworkMode::Host || run.uts_host,
+    ) {
+        (Some(h), _) => h.clone(),
+        (None, true) => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into()),
+        (None, false) => c.id[..12].to_string(),
+    }
+}
+
+/// /etc/hosts: Docker's base (the host's with `--network host`), `--add-host`, and a
+/// line with the hostname for each of the container's addresses.
+fn hosts_text(c: &Container, addresses: &[Ipv4Addr]) -> String {
+    let run = &c.options.run;
+    let mut hosts = if run.network == NetworkMode::Host {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS.to_string())
+    } else {
+        HOSTS.to_string()
+    };
+    for (name, addr) in &run.extra_hosts {
+        hosts.push_str(&format!("{addr}\t{name}\n"));
+    }
+    let hostname = hostname(c);
+    for addr in addresses {
+        hosts.push_str(&format!("{addr}\t{hostname}\n"));
+    }
+    hosts
+}
+
+/// Rewrites a running container's /etc/hosts for `addresses` in place: the file is
+/// bind-mounted into the container, so replacing it would not be seen there.
+pub fn rewrite_hosts(dir: &Path, c: &Container, addresses: &[Ipv4Addr]) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join("hosts");
+    let text = hosts_text(c, addresses);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|source| EngineError::Io {
+            what: "writing",
+            path: path.clone(),
+            source,
+        })?;
+    f.write_all(text.as_bytes())
+        .map_err(|source| EngineError::Io {
+            what: "writing",
+            path,
+            source,
+        })
 }
 
 /// The container's resolv.conf from the host's: loopback name servers dropped unless the

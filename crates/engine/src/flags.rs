@@ -117,6 +117,10 @@ pub struct RunOptions {
     pub dns_options: Vec<String>,
     /// `--network`.
     pub network: NetworkMode,
+    /// `--network-alias` (and `--network name=N,alias=A`): more names for the container
+    /// on its user network's DNS.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
     /// `-p/--publish`, parsed (ranges expanded).
     #[serde(default)]
     pub publish: Vec<network::PortSpec>,

@@ -41,8 +41,22 @@ CREATE TABLE IF NOT EXISTS leases (
     -- the names the network's DNS server answers with this address (JSON array):
     -- the container's name, short id, hostname and aliases on this network.
     names    TEXT NOT NULL DEFAULT '[]',
+    -- the interface inside the container: eth0 for the network it was started on,
+    -- eth1... for those `network connect` added.
+    ifname   TEXT NOT NULL DEFAULT 'eth0',
     PRIMARY KEY (network, address),
     UNIQUE (holder, network)
+);
+-- networks a container joined with `network connect`, running or not, beside the one
+-- it was created on (`members`): it gets an interface on each at every start.
+CREATE TABLE IF NOT EXISTS connections (
+    holder   TEXT NOT NULL,
+    network  TEXT NOT NULL,
+    root     TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    aliases  TEXT NOT NULL,
+    created  INTEGER NOT NULL,
+    PRIMARY KEY (holder, network)
 );
 CREATE TABLE IF NOT EXISTS ports (
     proto          TEXT NOT NULL,
@@ -119,6 +133,18 @@ pub struct Lease {
     pub holder: String,
     pub root: PathBuf,
     pub netns: PathBuf,
+    /// The interface inside the container.
+    pub ifname: String,
+}
+
+/// A network a container joined with `network connect`.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    pub holder: String,
+    pub network: String,
+    pub root: PathBuf,
+    pub name: String,
+    pub aliases: Vec<String>,
 }
 
 /// Who asks: a container of a store, with its namespace file.
@@ -128,6 +154,8 @@ pub struct Holder<'a> {
     pub netns: &'a Path,
     /// What the network's DNS server answers with its address.
     pub names: &'a [String],
+    /// Its interface inside the container.
+    pub ifname: &'a str,
 }
 
 /// What an allocation failed on: a holder in the way may be stale.
@@ -210,7 +238,9 @@ impl State {
         };
         let path = self.path.clone();
         let current = |conn: &Connection| -> rusqlite::Result<bool> {
-            Ok(has(conn, "leases", "names")? && has(conn, "netdefs", "dns")?)
+            Ok(has(conn, "leases", "names")?
+                && has(conn, "leases", "ifname")?
+                && has(conn, "netdefs", "dns")?)
         };
         if current(&self.conn).map_err(db(&path, "reading the schema"))? {
             return Ok(());
@@ -238,6 +268,10 @@ impl State {
                 ALTER TABLE leases_new RENAME TO leases;",
             )
             .map_err(db(&path, "upgrading leases"))?;
+        }
+        if !has(&tx, "leases", "ifname").map_err(db(&path, "reading the schema"))? {
+            tx.execute_batch("ALTER TABLE leases ADD COLUMN ifname TEXT NOT NULL DEFAULT 'eth0';")
+                .map_err(db(&path, "upgrading leases"))?;
         }
         if !has(&tx, "netdefs", "dns").map_err(db(&path, "reading the schema"))? {
             tx.execute_batch("ALTER TABLE netdefs ADD COLUMN dns TEXT NOT NULL DEFAULT '[]';")
@@ -344,6 +378,7 @@ impl State {
             "DELETE FROM networks WHERE name = ?1",
             "DELETE FROM netdefs WHERE name = ?1",
             "DELETE FROM members WHERE network = ?1",
+            "DELETE FROM connections WHERE network = ?1",
         ] {
             tx.execute(sql, params![name])
                 .map_err(db(&self.path, "removing a network"))?;
@@ -394,9 +429,14 @@ impl State {
             .map_err(db(&self.path, "recording a network's container"))
     }
 
+    /// Container `holder` is removed: it is no network's member or connection.
     pub fn leave(&mut self, holder: &str) -> Result<(), Error> {
         self.conn
             .execute("DELETE FROM members WHERE holder = ?1", params![holder])
+            .and_then(|_| {
+                self.conn
+                    .execute("DELETE FROM connections WHERE holder = ?1", params![holder])
+            })
             .map(|_| ())
             .map_err(db(&self.path, "forgetting a network's container"))
     }
@@ -423,7 +463,8 @@ impl State {
     pub fn lease_of(&self, holder: &str) -> Result<Option<Lease>, Error> {
         self.conn
             .query_row(
-                "SELECT network, address, holder, root, netns FROM leases WHERE holder = ?1",
+                "SELECT network, address, holder, root, netns, ifname FROM leases
+                 WHERE holder = ?1 ORDER BY ifname LIMIT 1",
                 params![holder],
                 lease_row,
             )
@@ -434,13 +475,107 @@ impl State {
     pub fn leases(&self) -> Result<Vec<Lease>, Error> {
         let mut st = self
             .conn
-            .prepare("SELECT network, address, holder, root, netns FROM leases")
+            .prepare("SELECT network, address, holder, root, netns, ifname FROM leases")
             .map_err(db(&self.path, "reading leases"))?;
         let rows = st
             .query_map([], lease_row)
             .map_err(db(&self.path, "reading leases"))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(db(&self.path, "reading leases"))
+    }
+
+    /// Every lease of container `holder`, its first interface first.
+    pub fn leases_of(&self, holder: &str) -> Result<Vec<Lease>, Error> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT network, address, holder, root, netns, ifname FROM leases
+                 WHERE holder = ?1 ORDER BY ifname",
+            )
+            .map_err(db(&self.path, "reading leases"))?;
+        let rows = st
+            .query_map(params![holder], lease_row)
+            .map_err(db(&self.path, "reading leases"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading leases"))
+    }
+
+    /// Releases container `holder`'s address on `network` only.
+    pub fn release_one(&mut self, holder: &str, network: &str) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "DELETE FROM leases WHERE holder = ?1 AND network = ?2",
+                params![holder, network],
+            )
+            .map(|_| ())
+            .map_err(db(&self.path, "releasing a lease"))
+    }
+
+    /// Records `network connect`: false when it was recorded already.
+    pub fn connect(&mut self, c: &Connected) -> Result<bool, Error> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO connections (holder, network, root, name, aliases, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    c.holder,
+                    c.network,
+                    c.root.to_string_lossy(),
+                    c.name,
+                    serde_json::to_string(&c.aliases).unwrap_or_default(),
+                    now
+                ],
+            )
+            .map(|n| n == 1)
+            .map_err(db(&self.path, "recording a connection"))
+    }
+
+    /// Forgets a `network connect`: false when there was none.
+    pub fn disconnect(&mut self, holder: &str, network: &str) -> Result<bool, Error> {
+        self.conn
+            .execute(
+                "DELETE FROM connections WHERE holder = ?1 AND network = ?2",
+                params![holder, network],
+            )
+            .map(|n| n == 1)
+            .map_err(db(&self.path, "forgetting a connection"))
+    }
+
+    /// The networks `holder` was connected to, in the order it was.
+    pub fn connections_of(&self, holder: &str) -> Result<Vec<Connected>, Error> {
+        self.connections_where("holder", holder)
+    }
+
+    /// The containers connected to `network` with `network connect`.
+    pub fn connections_on(&self, network: &str) -> Result<Vec<Connected>, Error> {
+        self.connections_where("network", network)
+    }
+
+    fn connections_where(&self, column: &str, value: &str) -> Result<Vec<Connected>, Error> {
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "SELECT holder, network, root, name, aliases FROM connections
+                 WHERE {column} = ?1 ORDER BY created, network"
+            ))
+            .map_err(db(&self.path, "reading connections"))?;
+        let rows = st
+            .query_map(params![value], |r| {
+                let aliases: String = r.get(4)?;
+                Ok(Connected {
+                    holder: r.get(0)?,
+                    network: r.get(1)?,
+                    root: PathBuf::from(r.get::<_, String>(2)?),
+                    name: r.get(3)?,
+                    aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+                })
+            })
+            .map_err(db(&self.path, "reading connections"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading connections"))
     }
 
     /// The definition of the user network with id `id`.
@@ -502,15 +637,21 @@ impl State {
             }
             tx.execute(
                 "UPDATE leases SET names = ?3 WHERE holder = ?1 AND network = ?2",
-                params![holder, network, serde_json::to_string(&names).unwrap_or_default()],
+                params![
+                    holder,
+                    network,
+                    serde_json::to_string(&names).unwrap_or_default()
+                ],
             )
             .map_err(db(&path, "renaming"))?;
         }
-        tx.execute(
-            "UPDATE members SET name = ?2 WHERE holder = ?1",
-            params![holder, new],
-        )
-        .map_err(db(&path, "renaming"))?;
+        for table in ["members", "connections"] {
+            tx.execute(
+                &format!("UPDATE {table} SET name = ?2 WHERE holder = ?1"),
+                params![holder, new],
+            )
+            .map_err(db(&path, "renaming"))?;
+        }
         tx.commit().map_err(db(&path, "committing"))
     }
 
@@ -620,8 +761,8 @@ impl State {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         tx.execute(
-            "INSERT INTO leases (network, address, holder, root, netns, created, names)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO leases (network, address, holder, root, netns, created, names, ifname)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 net.name,
                 u32::from(address),
@@ -629,7 +770,8 @@ impl State {
                 who.root.to_string_lossy(),
                 who.netns.to_string_lossy(),
                 now,
-                serde_json::to_string(who.names).unwrap_or_default()
+                serde_json::to_string(who.names).unwrap_or_default(),
+                who.ifname
             ],
         )
         .map_err(db(&path, "recording a lease"))?;
@@ -679,6 +821,7 @@ fn lease_row(r: &rusqlite::Row) -> rusqlite::Result<Lease> {
         holder: r.get(2)?,
         root: PathBuf::from(r.get::<_, String>(3)?),
         netns: PathBuf::from(r.get::<_, String>(4)?),
+        ifname: r.get(5)?,
     })
 }
 
@@ -841,6 +984,7 @@ mod tests {
                 root: tmp.path(),
                 netns: tmp.path(),
                 names: &[],
+                ifname: "eth0",
             };
             let Ok(Ok((a, _))) = s.allocate(&net(), &who, &[]) else {
                 panic!("allocation {i}")
@@ -863,6 +1007,7 @@ mod tests {
             root: tmp.path(),
             netns: tmp.path(),
             names: &[],
+            ifname: "eth0",
         };
         assert!(matches!(
             s.allocate(&net(), &who, &[]),
@@ -894,6 +1039,7 @@ mod tests {
             root: tmp.path(),
             netns: tmp.path(),
             names: &[],
+            ifname: "eth0",
         };
         // Port 1 as root binds fine when nothing holds it; the DB is what conflicts.
         let first = s.allocate(&n, &who("a"), &[spec([127, 0, 0, 9])]).unwrap();
@@ -954,6 +1100,7 @@ mod tests {
             root: tmp.path(),
             netns: tmp.path(),
             names: &names,
+            ifname: "eth1",
         };
         let Ok(Ok((a, _))) = s.allocate(&other, &who, &[]) else {
             panic!()
