@@ -319,6 +319,7 @@ impl Engine {
 
         let config = self.read_image_config(&image)?;
         // Torn down on any error below; kept once the monitor runs.
+        let shared = self.shared_network(c)?;
         let net = self.network_attach(c, &config["config"])?;
         let mut addresses: Vec<std::net::Ipv4Addr> = net.iter().map(|n| n.address).collect();
         if net.is_some() {
@@ -329,7 +330,11 @@ impl Engine {
             .as_ref()
             .filter(|_| crate::net::user_network(&c.options.run).is_some())
             .map(|n| n.gateway);
-        let etc_files = etc::write(&dir, c, &addresses, dns)?;
+        // `--network container:NAME`: the other's files (and below its host name).
+        let etc_files = match &shared {
+            Some(s) => s.etc.clone(),
+            None => etc::write(&dir, c, &addresses, dns)?,
+        };
         let users = RootfsUsers::open(&rootfs).map_err(crate::spec::SpecError::from)?;
         let wants = volumes::wanted(&c.options.run, &volumes::image_volumes(&config));
         let (volumes, anonymous) = self.volumes.prepare(&c.id, &wants, &rootfs)?;
@@ -345,10 +350,16 @@ impl Engine {
             cgroup_namespace: cgroups::Layout::detect()
                 .map(|l| l.is_v2())
                 .unwrap_or(false),
-            network_namespace: net.as_ref().map(|n| n.netns.clone()),
+            network_namespace: net
+                .as_ref()
+                .map(|n| n.netns.clone())
+                .or_else(|| shared.as_ref().map(|s| s.netns.clone())),
             init_binary: beside_self("berth-init"),
         };
-        let spec = build_spec(&config["config"], &c.options.run, &ctx)?;
+        let mut spec = build_spec(&config["config"], &c.options.run, &ctx)?;
+        if let Some(s) = &shared {
+            crate::spec::set_hostname(&mut spec, &s.hostname);
+        }
         let spec_path = dir.join("config.json");
         let json = serde_json::to_vec_pretty(&spec)
             .map_err(|e| EngineError::Other(format!("writing config.json: {e}")))?;

@@ -9,7 +9,7 @@
 
 use crate::container::{Engine, EngineError, Result};
 use crate::flags::{NetworkMode, RunOptions};
-use crate::store::Container;
+use crate::store::{Container, State};
 use image::meta::rusqlite::{self, OpenFlags, OptionalExtension};
 use network::{PortBinding, PortSpec};
 use std::net::Ipv4Addr;
@@ -37,6 +37,21 @@ pub(crate) fn is_stale(root: &Path, id: &str) -> bool {
         Ok(None) => true,
         Ok(Some(state)) => !matches!(state.as_str(), "starting" | "running" | "paused"),
         Err(_) => false,
+    }
+}
+
+/// What a container that joins another's network uses of it.
+pub(crate) struct SharedNetwork {
+    pub netns: PathBuf,
+    pub etc: crate::spec::EtcFiles,
+    pub hostname: String,
+}
+
+/// The container named by `--network container:NAME`.
+pub(crate) fn shared_with(run: &RunOptions) -> Option<&str> {
+    match &run.network {
+        NetworkMode::Other(n) => n.strip_prefix("container:"),
+        _ => None,
     }
 }
 
@@ -188,11 +203,70 @@ impl Engine {
     /// Releases container `id`'s network, if it has one. Failures keep the records, so
     /// the next detach or a reclaim finishes the job; the container's own state moves on.
     /// A container that was never on the bridge has nothing to release (and opening the
-    /// host-wide network database would cost its exit path for nothing).
+    /// host-wide network database would cost its exit path for nothing). When running
+    /// containers share its namespace (`--network container:`), they keep the namespace
+    /// alive, so its veths are deleted explicitly: they lose the network, as in Docker.
     pub(crate) fn network_detach(&self, c: &Container) {
         if on_bridge(&c.options.run) {
-            let _ = network::detach(&c.id);
+            let _ = if self.network_dependents(c) {
+                network::detach_thorough(&c.id)
+            } else {
+                network::detach(&c.id)
+            };
         }
+    }
+
+    /// Whether a live container of this store joins `c`'s network namespace.
+    fn network_dependents(&self, c: &Container) -> bool {
+        self.store.list().is_ok_and(|all| {
+            all.iter().any(|x| {
+                x.state.is_live()
+                    && shared_with(&x.options.run)
+                        .is_some_and(|k| k == c.name || (!k.is_empty() && c.id.starts_with(k)))
+            })
+        })
+    }
+
+    /// `--network container:NAME` at a start: the other container must be running; its
+    /// pinned namespace (or its process's, when it has no bridge network), its
+    /// /etc/hosts, /etc/hostname and /etc/resolv.conf, and its host name are used, as
+    /// Docker does. No veth, no lease: the network is the other's.
+    pub(crate) fn shared_network(&self, c: &Container) -> Result<Option<SharedNetwork>> {
+        let Some(key) = shared_with(&c.options.run) else {
+            return Ok(None);
+        };
+        let other = self.find(key)?;
+        if other.id == c.id {
+            return Err(EngineError::Other("cannot join own network".into()));
+        }
+        if !matches!(other.state, State::Running | State::Paused) {
+            return Err(EngineError::Other(format!(
+                "cannot join network of a non running container: {key}"
+            )));
+        }
+        let netns = if on_bridge(&other.options.run) {
+            self.netns_path(&other.id)
+        } else {
+            PathBuf::from(format!("/proc/{}/ns/net", other.pid))
+        };
+        if other.pid <= 0 || !netns.exists() {
+            return Err(EngineError::Other(format!(
+                "cannot join network of a non running container: {key}"
+            )));
+        }
+        let dir = self.container_dir(&other.id);
+        let hostname = std::fs::read_to_string(dir.join("hostname"))
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| other.id[..12].to_string());
+        Ok(Some(SharedNetwork {
+            netns,
+            etc: crate::spec::EtcFiles {
+                hostname: Some(dir.join("hostname")),
+                hosts: Some(dir.join("hosts")),
+                resolv_conf: Some(dir.join("resolv.conf")),
+            },
+            hostname,
+        }))
     }
 
     /// At a start, after [`Engine::network_attach`]: an interface on each network the
@@ -404,6 +478,9 @@ impl Engine {
     pub(crate) fn network_check(&self, run: &RunOptions) -> Result<()> {
         if !run.network_aliases.is_empty() && user_network(run).is_none() {
             return Err(EngineError::Other(ALIAS_ON_DEFAULT.into()));
+        }
+        if let Some(other) = shared_with(run) {
+            self.find(other)?;
         }
         if let Some(net) = user_network(run) {
             if network::user::get(Path::new(network::STATE_DIR), net)?.is_none() {

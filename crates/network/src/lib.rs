@@ -545,6 +545,17 @@ pub fn detach_in(dir: &Path, id: &str) -> Result<(), Error> {
     detach_with(&mut state, id, Detach::Quick)
 }
 
+/// [`detach`] for a container whose namespace other processes may still hold (another
+/// container joined it): its veths are deleted explicitly.
+pub fn detach_thorough(id: &str) -> Result<(), Error> {
+    let dir = Path::new(STATE_DIR);
+    if !dir.join("network.db").exists() {
+        return Ok(());
+    }
+    let mut state = State::open(dir)?;
+    detach_with(&mut state, id, Detach::Thorough)
+}
+
 /// How sure [`detach_with`] may be that nothing else holds the container's namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Detach {
