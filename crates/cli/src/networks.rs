@@ -193,7 +193,7 @@ pub fn network_cmd(app: &App, c: &NetworkCmd) -> Result<i32> {
     match c {
         NetworkCmd::Connect(a) => connect(app, a),
         NetworkCmd::Disconnect(a) => disconnect(app, a),
-        NetworkCmd::Create(a) => create(a),
+        NetworkCmd::Create(a) => create(app, a),
         NetworkCmd::Ls(a) => ls(a),
         NetworkCmd::Inspect(a) => inspect(a),
         NetworkCmd::Rm(a) => rm(a),
@@ -221,7 +221,7 @@ fn key_values(items: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn create(a: &CreateArgs) -> Result<i32> {
+fn create(app: &App, a: &CreateArgs) -> Result<i32> {
     if a.driver != "bridge" {
         return Ok(daemon_error(format!(
             "plugin \"{}\" not found (berth has the bridge driver only)",
@@ -256,6 +256,7 @@ fn create(a: &CreateArgs) -> Result<i32> {
         .map_or(0, |d| d.as_secs() as i64);
     let req = NewNetwork {
         dns,
+        root: app.root.clone(),
         name: a.name.clone(),
         subnet,
         gateway,
@@ -522,6 +523,23 @@ fn rm(a: &RmArgs) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// `system prune`'s networks: the user networks this store created that no container
+/// uses. Networks are the host's, but a store's prune stays within what the store made
+/// (as a daemon's prune removes its own networks); `network prune` takes them all.
+pub fn prune_store_networks(app: &App) -> Result<Vec<String>> {
+    let root = app.root.to_string_lossy();
+    let mut deleted = vec![];
+    for n in user::list(dir())? {
+        if n.def.root != root || user::in_use(dir(), &n.row.name, &engine::net::is_gone)? {
+            continue;
+        }
+        if user::remove(dir(), &n.def.name, &engine::net::is_gone).is_ok() {
+            deleted.push(n.def.name);
+        }
+    }
+    Ok(deleted)
 }
 
 const PRUNE_WARNING: &str =

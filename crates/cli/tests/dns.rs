@@ -685,6 +685,17 @@ fn aliases_and_network_connect_and_disconnect_as_docker() {
     assert_eq!(nets[&one]["IPAddress"], web_ip.to_string().as_str());
     assert_eq!(nets[&two]["IPAddress"], two_ip.to_string().as_str());
     assert_eq!(nets[&two]["Aliases"], serde_json::json!(["web-two"]));
+    // ps lists and filters by every network.
+    assert_eq!(
+        b.ok(&[
+            "ps",
+            "--filter",
+            &format!("network={two}"),
+            "--format",
+            "{{.Names}} {{.Networks}}"
+        ]),
+        format!("{web} {one},{two}\n")
+    );
     let v: serde_json::Value = serde_json::from_str(&b.ok(&["network", "inspect", &two])).unwrap();
     assert_eq!(
         v[0]["Containers"][&web_id]["IPv4Address"]

@@ -397,6 +397,16 @@ impl Engine {
         crate::etc::rewrite_hosts(&self.container_dir(&c.id), c, &addresses)
     }
 
+    /// The networks container `c` was connected to with `network connect`, in order.
+    pub fn connected_networks(&self, c: &Container) -> Vec<String> {
+        if !on_bridge(&c.options.run) {
+            return vec![];
+        }
+        network::user::connections(Path::new(network::STATE_DIR), &c.id)
+            .map(|v| v.into_iter().map(|c| c.network).collect())
+            .unwrap_or_default()
+    }
+
     /// Every network of container `c`: the one it was created on (a bridge network),
     /// then those it was connected to; with addresses while it runs.
     pub fn networks(&self, c: &Container) -> Vec<NetworkEntry> {

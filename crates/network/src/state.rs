@@ -77,7 +77,10 @@ CREATE TABLE IF NOT EXISTS netdefs (
     options  TEXT NOT NULL,
     -- `network create --dns`: where its DNS server forwards (JSON array; empty: the
     -- host's resolvers).
-    dns      TEXT NOT NULL DEFAULT '[]'
+    dns      TEXT NOT NULL DEFAULT '[]',
+    -- the store (--root) whose `network create` made it: its `system prune` may remove
+    -- it when unused.
+    root     TEXT NOT NULL DEFAULT ''
 );
 -- containers that name a user network, running or not: `network rm` refuses while any
 -- of them still exists.
@@ -104,6 +107,8 @@ pub struct NetDef {
     pub options: std::collections::BTreeMap<String, String>,
     /// Upstream name servers of its DNS server (`--dns`); empty: the host's.
     pub dns: Vec<String>,
+    /// The store that created it ("" when unknown).
+    pub root: String,
 }
 
 /// A container that names a user network.
@@ -240,7 +245,8 @@ impl State {
         let current = |conn: &Connection| -> rusqlite::Result<bool> {
             Ok(has(conn, "leases", "names")?
                 && has(conn, "leases", "ifname")?
-                && has(conn, "netdefs", "dns")?)
+                && has(conn, "netdefs", "dns")?
+                && has(conn, "netdefs", "root")?)
         };
         if current(&self.conn).map_err(db(&path, "reading the schema"))? {
             return Ok(());
@@ -275,6 +281,10 @@ impl State {
         }
         if !has(&tx, "netdefs", "dns").map_err(db(&path, "reading the schema"))? {
             tx.execute_batch("ALTER TABLE netdefs ADD COLUMN dns TEXT NOT NULL DEFAULT '[]';")
+                .map_err(db(&path, "upgrading netdefs"))?;
+        }
+        if !has(&tx, "netdefs", "root").map_err(db(&path, "reading the schema"))? {
+            tx.execute_batch("ALTER TABLE netdefs ADD COLUMN root TEXT NOT NULL DEFAULT '';")
                 .map_err(db(&path, "upgrading netdefs"))?;
         }
         tx.commit().map_err(db(&path, "committing"))
@@ -352,8 +362,8 @@ impl State {
         )
         .map_err(db(&self.path, "recording a network"))?;
         tx.execute(
-            "INSERT INTO netdefs (name, id, created, internal, labels, options, dns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO netdefs (name, id, created, internal, labels, options, dns, root)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 d.name,
                 d.id,
@@ -361,7 +371,8 @@ impl State {
                 d.internal,
                 serde_json::to_string(&d.labels).unwrap_or_default(),
                 serde_json::to_string(&d.options).unwrap_or_default(),
-                serde_json::to_string(&d.dns).unwrap_or_default()
+                serde_json::to_string(&d.dns).unwrap_or_default(),
+                d.root
             ],
         )
         .map_err(db(&self.path, "recording a network"))?;
@@ -390,7 +401,7 @@ impl State {
         let mut st = self
             .conn
             .prepare(
-                "SELECT name, id, created, internal, labels, options, dns FROM netdefs ORDER BY name",
+                "SELECT name, id, created, internal, labels, options, dns, root FROM netdefs ORDER BY name",
             )
             .map_err(db(&self.path, "reading networks"))?;
         let rows = st
@@ -582,7 +593,7 @@ impl State {
     pub fn def_by_id(&self, id: &str) -> Result<Option<NetDef>, Error> {
         self.conn
             .prepare_cached(
-                "SELECT name, id, created, internal, labels, options, dns FROM netdefs WHERE id = ?1",
+                "SELECT name, id, created, internal, labels, options, dns, root FROM netdefs WHERE id = ?1",
             )
             .and_then(|mut st| st.query_row(params![id], netdef_row).optional())
             .map_err(db(&self.path, "reading networks"))
@@ -811,6 +822,7 @@ fn netdef_row(r: &rusqlite::Row) -> rusqlite::Result<NetDef> {
         labels: serde_json::from_str(&labels).unwrap_or_default(),
         options: serde_json::from_str(&options).unwrap_or_default(),
         dns: serde_json::from_str(&dns).unwrap_or_default(),
+        root: r.get(7)?,
     })
 }
 

@@ -30,6 +30,8 @@ pub struct NewNetwork {
     /// `--dns`: where the network's DNS server forwards names that are not its
     /// containers' (the host's resolvers when empty).
     pub dns: Vec<std::net::IpAddr>,
+    /// The store (`--root`) that creates it.
+    pub root: std::path::PathBuf,
     /// RFC 3339, as the CLI formats it.
     pub created: String,
 }
@@ -171,6 +173,7 @@ pub fn create(dir: &Path, req: &NewNetwork) -> Result<Network, Error> {
         labels: req.labels.clone(),
         options: req.options.clone(),
         dns: req.dns.iter().map(|a| a.to_string()).collect(),
+        root: req.root.to_string_lossy().into_owned(),
     };
     // Records first, so the firewall batch that `ensure_locked` writes includes it.
     let _fw = firewall_lock(dir, true)?;
