@@ -218,7 +218,7 @@ impl Engine {
 
     /// Whether a live container of this store joins `c`'s network namespace.
     fn network_dependents(&self, c: &Container) -> bool {
-        self.store.list().is_ok_and(|all| {
+        self.store.live_network_joiners().is_ok_and(|all| {
             all.iter().any(|x| {
                 x.state.is_live()
                     && shared_with(&x.options.run)
