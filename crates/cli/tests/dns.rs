@@ -225,6 +225,20 @@ fn containers_on_a_user_network_find_each_other_by_name_and_not_across_networks(
         assert!(!out.contains(&web_ip.to_string()), "{extra:?}: {out}");
         assert!(out.contains("unreachable"), "{extra:?}: {out}");
     }
+    // `back`'s containers reach `front`'s gateway through the host, but its server
+    // refuses them: networks do not learn each other's names.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &back,
+        "bb:1",
+        "sh",
+        "-c",
+        &format!("nslookup {web} {gateway} 2>&1; true"),
+    ]);
+    assert!(out.contains("REFUSED"), "{out}");
+    assert!(!out.contains(&web_ip.to_string()), "{out}");
     // Starting a container on `back` started its server; it stops with that container.
     assert_no_server(&back_id);
 

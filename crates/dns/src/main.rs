@@ -15,6 +15,7 @@ mod server;
 use network::state::State;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,26 @@ fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), String> {
     }
 }
 
+/// Closes every descriptor but `keep`: whatever the starter's caller left open without
+/// close-on-exec (a pipe someone waits on for EOF) must not live as long as the server.
+/// Runs while the process has one thread.
+fn close_inherited(keep: &[RawFd]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| !keep.contains(fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: nothing in this single-threaded process owns these descriptors (the
+        // sockets and stdio are kept; the read_dir handle is closed by now, so closing its
+        // number fails with EBADF at worst).
+        unsafe { libc::close(fd) };
+    }
+}
+
 fn main() {
     let args = parse_args().unwrap_or_else(|e| fail(&e));
     let net = network_info(&args).unwrap_or_else(|e| fail(&e));
@@ -122,6 +143,7 @@ fn main() {
     }
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_name(c"berth-dns");
+    close_inherited(&[udp.as_raw_fd(), tcp.as_raw_fd(), 0, 1, 2]);
     report(&format!("ready {}", std::process::id()));
     // Nothing of the starter's is kept: a caller waiting for EOF on its pipes must not
     // wait for us.

@@ -117,7 +117,7 @@ impl Server {
                 Ok(x) => x,
                 Err(_) => continue,
             };
-            match self.decide(&buf[..n], message::UDP_LIMIT) {
+            match self.decide(&buf[..n], from.ip(), message::UDP_LIMIT) {
                 Action::Reply(r) => {
                     let _ = udp.send_to(&r, from);
                 }
@@ -171,8 +171,9 @@ impl Server {
     fn serve_conn(&self, mut conn: TcpStream) {
         let _ = conn.set_read_timeout(Some(TCP_IDLE));
         let _ = conn.set_write_timeout(Some(TCP_IDLE));
+        let Ok(peer) = conn.peer_addr() else { return };
         while let Some(msg) = read_framed(&mut conn) {
-            let reply = match self.decide(&msg, usize::from(u16::MAX)) {
+            let reply = match self.decide(&msg, peer.ip(), usize::from(u16::MAX)) {
                 Action::Reply(r) => r,
                 Action::Drop => return,
                 Action::Forward(q) => self.forward_tcp(&msg).unwrap_or_else(|| servfail(&q)),
@@ -183,7 +184,7 @@ impl Server {
         }
     }
 
-    fn decide(&self, msg: &[u8], limit: usize) -> Action {
+    fn decide(&self, msg: &[u8], from: IpAddr, limit: usize) -> Action {
         let q = match message::parse_query(msg) {
             Ok(q) => q,
             Err(Rejected::Drop) => return Action::Drop,
@@ -191,6 +192,16 @@ impl Server {
                 return Action::Reply(message::bare_response(id, flags, rcode))
             }
         };
+        if !may_ask(&self.net, from) {
+            return Action::Reply(message::response(
+                &q,
+                Rcode::Refused,
+                false,
+                &[],
+                TTL,
+                limit,
+            ));
+        }
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
         let entries = match db.dns_entries(&self.net.name) {
             Ok(e) => e,
@@ -285,6 +296,34 @@ impl Server {
         }
         None
     }
+}
+
+/// Who may ask: the network's own containers, and the host itself (whose queries to the
+/// gateway come from any of its addresses, usually its main one). The gateway is
+/// reachable from every network's containers through the host, and networks must not
+/// learn each other's names: anyone else is refused.
+fn may_ask(net: &NetworkInfo, from: IpAddr) -> bool {
+    in_network(net, from) || is_host_address(from)
+}
+
+fn in_network(net: &NetworkInfo, from: IpAddr) -> bool {
+    match from {
+        IpAddr::V4(a) => {
+            let mask = network::rtnl::prefix_mask(net.prefix);
+            a.is_loopback() || u32::from(a) & mask == u32::from(net.subnet)
+        }
+        IpAddr::V6(a) => a.is_loopback(),
+    }
+}
+
+/// An address of the host (asked over netlink, so only for sources outside the subnet).
+fn is_host_address(from: IpAddr) -> bool {
+    let IpAddr::V4(a) = from else {
+        return false;
+    };
+    network::rtnl::Rtnl::open()
+        .and_then(|mut r| r.addresses())
+        .is_ok_and(|all| all.iter().any(|(_, addr, _)| *addr == a))
 }
 
 fn servfail(q: &Query) -> Vec<u8> {
@@ -452,6 +491,19 @@ mod tests {
         assert_eq!(ask("9.0.90.10.in-addr.arpa", TYPE_PTR).unwrap().rcode, 3);
         assert!(ask("1.1.1.1.in-addr.arpa", TYPE_PTR).is_none());
         assert!(ask("bogus.in-addr.arpa", TYPE_PTR).is_none());
+    }
+
+    #[test]
+    fn only_the_networks_own_addresses_and_the_host_may_ask() {
+        let n = net(false);
+        assert!(in_network(&n, "10.90.3.4".parse().unwrap()));
+        assert!(in_network(&n, "10.90.0.1".parse().unwrap()));
+        assert!(in_network(&n, "127.0.0.1".parse().unwrap()));
+        assert!(!in_network(&n, "10.91.0.2".parse().unwrap()));
+        assert!(!may_ask(&n, "192.0.2.123".parse().unwrap()));
+        assert!(!may_ask(&n, "2001:db8::1".parse().unwrap()));
+        // The host's own addresses may (its loopback is one).
+        assert!(is_host_address("127.0.0.1".parse().unwrap()));
     }
 
     #[test]
