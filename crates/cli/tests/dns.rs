@@ -398,7 +398,10 @@ fn other_names_are_forwarded_to_the_networks_dns_and_hostile_packets_change_noth
     let upstream = Upstream::start(up_addr);
     let open = format!("dns-fwd-{pid}");
     let closed = format!("dns-int-{pid}");
-    let _nets = Nets(&b, vec![open.clone(), closed.clone()]);
+    let _nets = Nets(
+        &b,
+        vec![open.clone(), closed.clone(), format!("dns-fg-{pid}")],
+    );
     let up = up_addr.to_string();
     let open_id = b
         .ok(&["network", "create", "--dns", &up, &open])
@@ -548,12 +551,37 @@ fn other_names_are_forwarded_to_the_networks_dns_and_hostile_packets_change_noth
     let out = b.ok(&["run", "--rm", "--network", &open, "bb:1", "nslookup", &name]);
     assert!(out.contains(&format!("Address: {peer_ip}")), "{out}");
 
+    // A server started by a foreground `run` (which blocks SIGTERM while it relays the
+    // container's signals, and blocked signals are inherited) still ends on SIGTERM.
+    let fg = format!("dns-fg-{pid}");
+    let fg_id = b.ok(&["network", "create", &fg]).trim().to_string();
+    let mut runner = b
+        .cmd(&["run", "--rm", "--network", &fg, "bb:1", "sleep", "3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the foreground run's server", || servers(&fg_id).len() == 1);
+    let server = servers(&fg_id)[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let sent = std::time::Instant::now();
+    while !servers(&fg_id).is_empty() && sent.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(servers(&fg_id).is_empty(), "SIGTERM did not end the server");
+    assert!(runner.wait().unwrap().success());
+
     let ids = b.ok(&["ps", "-aq"]);
     let mut rm = vec!["rm", "-f"];
     rm.extend(ids.lines());
     b.ok(&rm);
-    b.ok(&["network", "rm", &open, &closed]);
+    b.ok(&["network", "rm", &open, &closed, &fg]);
     assert_no_server(&open_id);
+    assert_no_server(&fg_id);
     b.assert_nothing_left();
 }
 

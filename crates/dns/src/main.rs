@@ -143,6 +143,20 @@ fn main() {
     }
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_name(c"berth-dns");
+    // The starter may block or ignore signals (a foreground `run` holds SIGTERM for its
+    // container) and both are inherited: SIGTERM must end the server at once.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    // SAFETY: restoring the default action of SIGTERM installs no handler of ours.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     close_inherited(&[udp.as_raw_fd(), tcp.as_raw_fd(), 0, 1, 2]);
     report(&format!("ready {}", std::process::id()));
     // Nothing of the starter's is kept: a caller waiting for EOF on its pipes must not
