@@ -153,6 +153,34 @@ fn containers_on_a_user_network_find_each_other_by_name_and_not_across_networks(
     // No container, no server.
     assert!(servers(&front_id).is_empty());
 
+    // Port 53 of the gateway taken: the start fails in one line and undoes its network
+    // (lease, veth, namespace); only the created container stays, as with Docker.
+    let squatter = UdpSocket::bind((gateway, 53)).unwrap();
+    let (code, _, err) = b.code(&["run", "-d", "--network", &front, "bb:1", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("DNS server for network") && err.contains(":53"),
+        "{err}"
+    );
+    drop(squatter);
+    let state =
+        engine::network::state::State::open(std::path::Path::new(engine::network::STATE_DIR))
+            .unwrap();
+    assert!(
+        !state.leases().unwrap().iter().any(|l| l.root == b.root()),
+        "a lease is left"
+    );
+    assert!(servers(&front_id).is_empty());
+    let left = b.ok(&["ps", "-aq", "--no-trunc"]);
+    assert_eq!(left.lines().count(), 1, "{left}");
+    let veth = format!("vb{}", &left[..12]);
+    wait_for("the failed start's veth to go", || {
+        let links = Command::new("ip").args(["-br", "link"]).output().unwrap();
+        !String::from_utf8_lossy(&links.stdout).contains(&veth)
+    });
+    b.ok(&["rm", left.trim()]);
+
     let web = format!("web-{pid}");
     let web_id = httpd(
         &b,

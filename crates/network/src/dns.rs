@@ -59,14 +59,14 @@ pub fn record(dir: &Path, id: &str, pid: i32) -> Result<(), Error> {
     std::fs::rename(&tmp, &path).map_err(io)
 }
 
-/// Starts network `id`'s DNS server unless it runs; returns once it answers on the
-/// gateway. `binary` is `berth-dns`.
-pub fn ensure(dir: &Path, id: &str, binary: &Path) -> Result<(), Error> {
+/// Starts the DNS server of network `name` (id `id`) unless it runs; returns once it
+/// answers on the gateway. `binary` is `berth-dns`.
+pub fn ensure(dir: &Path, id: &str, name: &str, binary: &Path) -> Result<(), Error> {
     let _lock = lock(dir)?;
     if running(dir, id).is_some() {
         return Ok(());
     }
-    let failed = |why: String| Error::Other(format!("DNS server for network {id:.12}: {why}"));
+    let failed = |why: String| Error::Other(format!("DNS server for network {name}: {why}"));
     // The server forks: this child exits as soon as the grandchild runs, and the
     // grandchild (setsid, its own session) reports on stdout once its sockets are bound,
     // then lets go of the pipe.

@@ -524,7 +524,7 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
     }
     // Last: the lease it answers from is recorded (see dns.rs on the order).
     if let Some(id) = user_id {
-        dns::ensure(dir, &id, req.dns_server)?;
+        dns::ensure(dir, &id, &network, req.dns_server)?;
     }
     Ok(att)
 }
@@ -722,7 +722,7 @@ pub fn join_in(dir: &Path, j: &Join, is_stale: IsStale) -> Result<Joined, Error>
         inside.set_up(index)?;
         inside.add_address(index, address, bridge.prefix)?;
         if let Some(id) = &user_id {
-            dns::ensure(dir, id, j.dns_server)?;
+            dns::ensure(dir, id, &network, j.dns_server)?;
         }
         Ok(())
     })();
