@@ -115,7 +115,11 @@ impl Server {
         loop {
             let (n, from) = match udp.recv_from(&mut buf) {
                 Ok(x) => x,
-                Err(_) => continue,
+                Err(_) => {
+                    // Never a busy loop, whatever the error.
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
             };
             match self.decide(&buf[..n], from.ip(), message::UDP_LIMIT) {
                 Action::Reply(r) => {
@@ -148,7 +152,11 @@ impl Server {
 
     fn serve_tcp(self: Arc<Self>, tcp: TcpListener) {
         for conn in tcp.incoming() {
-            let Ok(conn) = conn else { continue };
+            let Ok(conn) = conn else {
+                // Out of descriptors, say: wait instead of spinning.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
             if self.connections.fetch_add(1, Ordering::SeqCst) >= MAX_TCP {
                 self.connections.fetch_sub(1, Ordering::SeqCst);
                 continue; // dropped: the client retries
@@ -266,11 +274,17 @@ impl Server {
                 continue;
             }
             let mut buf = vec![0u8; 65535];
-            // A connected socket only hears from `up`; a reply must carry our id.
+            // A connected socket only hears from `up`; a reply must carry our id, and
+            // replies with other ids do not extend the wait.
+            let deadline = std::time::Instant::now() + UPSTREAM_TIMEOUT;
             while let Ok(n) = sock.recv(&mut buf) {
                 if message::id_of(&buf[..n]) == Some(id) && n >= message::HEADER_LEN {
                     buf.truncate(n);
                     return Some(buf);
+                }
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
+                    break;
                 }
             }
         }
