@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
-cargo build --release -q -p berth-cli -p berth-runtime -p berth-monitor -p berth-init
+cargo build --release -q -p berth-cli -p berth-runtime -p berth-monitor -p berth-init -p berth-dns
 berth="$PWD/target/release/berth"
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
 b() { "$berth" --root "$work/root" --runroot "$work/run" "$@"; }

@@ -583,6 +583,7 @@ pub fn rename(app: &App, a: &RenameArgs) -> Result<i32> {
         let holder = engine.find(name).map(|h| h.id).unwrap_or_default();
         bail!("Conflict. The container name \"/{name}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name.");
     }
+    engine.network_rename(&c, name)?;
     Ok(0)
 }
 
@@ -767,7 +768,7 @@ fn matches_filter(engine: &Engine, c: &Container, key: &str, value: &str) -> boo
         "status" => c.state.docker_status() == value,
         "ancestor" => c.image_name == value || c.image.contains(value),
         // By name, as the container was given it (docker also takes the network's id).
-        "network" => network_name(c) == value,
+        "network" => network_names(engine, c).iter().any(|n| n == value),
         "label" => match value.split_once('=') {
             Some((k, v)) => c.options.run.labels.get(k).is_some_and(|x| x == v),
             None => c.options.run.labels.contains_key(value),
@@ -858,13 +859,21 @@ fn ps_row(engine: &Engine, c: &Container, no_trunc: bool, now: i64) -> Map<Strin
     m.insert("Names".into(), json!(c.name));
     m.insert("Labels".into(), json!(labels));
     m.insert("Mounts".into(), json!(""));
-    m.insert("Networks".into(), json!(network_name(c)));
+    m.insert("Networks".into(), json!(network_names(engine, c).join(",")));
     m.insert("Size".into(), json!("0B"));
     m
 }
 
-/// `ps`'s NETWORKS and `HostConfig.NetworkMode`: `bridge`, a user network's name as
-/// given, `host`, `none` (or `container:NAME`).
+/// `ps`'s NETWORKS: the network the container was created on, then those it was
+/// connected to (`network connect`).
+fn network_names(engine: &Engine, c: &Container) -> Vec<String> {
+    let mut names = vec![network_name(c)];
+    names.extend(engine.connected_networks(c));
+    names
+}
+
+/// `HostConfig.NetworkMode`: `bridge`, a user network's name as given, `host`, `none`
+/// (or `container:NAME`).
 fn network_name(c: &Container) -> String {
     match &c.options.run.network {
         engine::flags::NetworkMode::Host => "host".into(),

@@ -19,21 +19,28 @@ pub fn settings(engine: &Engine, c: &Container) -> Value {
         }
     }
     let mut networks = Map::new();
-    let (address, prefix, gateway) = match engine.network_address(c) {
+    let entries = engine.networks(c);
+    // The top-level fields are the first network's, as Docker's for the default bridge.
+    let (address, prefix, gateway) = match entries.first().and_then(|e| e.address) {
         Some((a, p, g)) => (a.to_string(), p, g.to_string()),
         None => (String::new(), 0, String::new()),
     };
-    if let Some(name) = engine::net::network_name(&c.options.run) {
-        let mac = mac(&address);
-        networks.insert(
-            name.into(),
-            json!({
-                "MacAddress": mac,
-                "IPAddress": address,
-                "IPPrefixLen": prefix,
-                "Gateway": gateway,
-            }),
-        );
+    for e in &entries {
+        let (ip, len, gw) = match e.address {
+            Some((a, p, g)) => (a.to_string(), p, g.to_string()),
+            None => (String::new(), 0, String::new()),
+        };
+        let mut v = json!({
+            "MacAddress": mac(&ip),
+            "IPAddress": ip,
+            "IPPrefixLen": len,
+            "Gateway": gw,
+            "Aliases": if e.aliases.is_empty() { Value::Null } else { json!(e.aliases) },
+        });
+        if !e.dns_names.is_empty() {
+            v["DNSNames"] = json!(e.dns_names);
+        }
+        networks.insert(e.name.clone(), v);
     }
     json!({
         "Bridge": "",
@@ -91,6 +98,28 @@ pub enum NetworkCmd {
     Rm(RmArgs),
     /// Remove all unused networks
     Prune(PruneArgs),
+    /// Connect a container to a network
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// Add network-scoped alias for the container
+    #[arg(long)]
+    pub alias: Vec<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Args)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network
+    #[arg(short, long)]
+    pub force: bool,
+    pub network: String,
+    pub container: String,
 }
 
 #[derive(Args)]
@@ -113,6 +142,9 @@ pub struct CreateArgs {
     /// Set driver specific options
     #[arg(short, long)]
     pub opt: Vec<String>,
+    /// Name servers the network's DNS server forwards to, instead of the host's (as podman)
+    #[arg(long)]
+    pub dns: Vec<String>,
     pub name: String,
 }
 
@@ -158,9 +190,10 @@ pub struct PruneArgs {
 }
 
 pub fn network_cmd(app: &App, c: &NetworkCmd) -> Result<i32> {
-    let _ = app;
     match c {
-        NetworkCmd::Create(a) => create(a),
+        NetworkCmd::Connect(a) => connect(app, a),
+        NetworkCmd::Disconnect(a) => disconnect(app, a),
+        NetworkCmd::Create(a) => create(app, a),
         NetworkCmd::Ls(a) => ls(a),
         NetworkCmd::Inspect(a) => inspect(a),
         NetworkCmd::Rm(a) => rm(a),
@@ -188,7 +221,7 @@ fn key_values(items: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn create(a: &CreateArgs) -> Result<i32> {
+fn create(app: &App, a: &CreateArgs) -> Result<i32> {
     if a.driver != "bridge" {
         return Ok(daemon_error(format!(
             "plugin \"{}\" not found (berth has the bridge driver only)",
@@ -211,10 +244,19 @@ fn create(a: &CreateArgs) -> Result<i32> {
         },
         None => None,
     };
+    let mut dns = Vec::new();
+    for d in &a.dns {
+        match d.parse() {
+            Ok(ip) => dns.push(ip),
+            Err(_) => return Ok(daemon_error(format!("invalid DNS server address: {d}"))),
+        }
+    }
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let req = NewNetwork {
+        dns,
+        root: app.root.clone(),
         name: a.name.clone(),
         subnet,
         gateway,
@@ -228,6 +270,32 @@ fn create(a: &CreateArgs) -> Result<i32> {
             println!("{}", n.def.id);
             Ok(0)
         }
+        Err(e) => Ok(daemon_error(e)),
+    }
+}
+
+/// `network connect`: Docker's daemon errors, exit 1; nothing recorded on error.
+fn connect(app: &App, a: &ConnectArgs) -> Result<i32> {
+    let engine = crate::containers::open_engine(app)?;
+    let c = match engine.find(&a.container) {
+        Ok(c) => c,
+        Err(e) => return Ok(daemon_error(e)),
+    };
+    match engine.connect(&c, &a.network, &a.alias) {
+        Ok(()) => Ok(0),
+        Err(e) => Ok(daemon_error(e)),
+    }
+}
+
+/// `network disconnect`.
+fn disconnect(app: &App, a: &DisconnectArgs) -> Result<i32> {
+    let engine = crate::containers::open_engine(app)?;
+    let c = match engine.find(&a.container) {
+        Ok(c) => c,
+        Err(e) => return Ok(daemon_error(e)),
+    };
+    match engine.disconnect(&c, &a.network, a.force) {
+        Ok(()) => Ok(0),
         Err(e) => Ok(daemon_error(e)),
     }
 }
@@ -455,6 +523,23 @@ fn rm(a: &RmArgs) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// `system prune`'s networks: the user networks this store created that no container
+/// uses. Networks are the host's, but a store's prune stays within what the store made
+/// (as a daemon's prune removes its own networks); `network prune` takes them all.
+pub fn prune_store_networks(app: &App) -> Result<Vec<String>> {
+    let root = app.root.to_string_lossy();
+    let mut deleted = vec![];
+    for n in user::list(dir())? {
+        if n.def.root != root || user::in_use(dir(), &n.row.name, &engine::net::is_gone)? {
+            continue;
+        }
+        if user::remove(dir(), &n.def.name, &engine::net::is_gone).is_ok() {
+            deleted.push(n.def.name);
+        }
+    }
+    Ok(deleted)
 }
 
 const PRUNE_WARNING: &str =

@@ -176,6 +176,9 @@ pub struct RunFlags {
     /// Connect a container to a network
     #[arg(long, alias = "net", allow_hyphen_values = true)]
     pub network: Vec<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long, alias = "net-alias", allow_hyphen_values = true)]
+    pub network_alias: Vec<String>,
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long, value_name = "HOST:IP", allow_hyphen_values = true)]
     pub add_host: Vec<String>,
@@ -427,6 +430,10 @@ impl RunFlags {
             run.dns_search.push(validate_dns_search(d)?);
         }
         run.network = self.network_mode()?;
+        run.network_aliases = self.network_alias.clone();
+        for value in &self.network {
+            run.network_aliases.extend(network_aliases(value));
+        }
         for p in &self.publish {
             run.publish
                 .extend(engine::network::parse_publish(p).map_err(FlagError::Invalid)?);
@@ -673,6 +680,19 @@ fn push_ulimit(ulimits: &mut Vec<Ulimit>, u: Ulimit) {
     }
 }
 
+/// The `alias=` fields of a `--network` value's CSV form.
+fn network_aliases(value: &str) -> Vec<String> {
+    if !value.contains('=') {
+        return vec![];
+    }
+    value
+        .split(',')
+        .filter_map(|f| f.split_once('='))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("alias"))
+        .map(|(_, v)| v.to_string())
+        .collect()
+}
+
 /// A `--network` value's target: a name, or the CSV form's `name=` field.
 fn network_target(value: &str) -> Result<String, FlagError> {
     if !value.contains('=') {
@@ -687,8 +707,8 @@ fn network_target(value: &str) -> Result<String, FlagError> {
         };
         match key.to_ascii_lowercase().as_str() {
             "name" => name = Some(val.to_string()),
-            "alias" | "driver-opt" | "ip" | "ip6" | "mac-address" | "link-local-ip"
-            | "gw-priority" => {
+            "alias" => {}
+            "driver-opt" | "ip" | "ip6" | "mac-address" | "link-local-ip" | "gw-priority" => {
                 return Err(FlagError::Invalid(format!(
                     "--network option '{key}' is not supported by berth yet"
                 )))
@@ -1197,7 +1217,7 @@ mod tests {
             (&["--network", "host", "--network", "mynet"], "conflicting options: cannot attach both user-defined and non-user-defined network-modes"),
             (&["--network", "a", "--network", "a"], "network \"a\" is specified multiple times"),
             (&["--network", "a", "--network", "b"], "berth cannot connect a container to more than one network yet"),
-            (&["--network", "name=a,alias=web"], "--network option 'alias' is not supported by berth yet"),
+            (&["--network", "name=a,ip=10.1.0.9"], "--network option 'ip' is not supported by berth yet"),
             (&["--cpus", "abc"], "invalid argument \"abc\" for \"--cpus\" flag: failed to parse abc as a rational number"),
             (&["--cap-add", "foo"], "invalid CapAdd: unknown capability: \"CAP_FOO\""),
             (&["--env-file", "/nonexistent/env"], "open /nonexistent/env: no such file or directory"),

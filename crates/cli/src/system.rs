@@ -43,11 +43,14 @@ pub fn system(app: &App, c: &SystemCmd) -> Result<i32> {
     }
 }
 
-/// `docker system prune`: stopped containers, then (anonymous) volumes no container uses,
-/// then dangling (with `-a`, unused) images; networks and build cache when they exist.
+/// `docker system prune`: stopped containers, the user networks this store created that
+/// no container uses, then (anonymous) volumes no container uses, then dangling (with
+/// `-a`, unused) images; build cache when it exists.
 fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
     if !a.force {
-        let mut warning = String::from("WARNING! This will remove:\n  - all stopped containers\n");
+        let mut warning = String::from(
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n",
+        );
         if a.volumes {
             warning += "  - all anonymous volumes not used by at least one container\n";
         }
@@ -66,6 +69,10 @@ fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
     let (containers, bytes) = crate::containers::prune_containers(&engine)?;
     total += bytes;
     section("Deleted Containers:", &containers);
+    section(
+        "Deleted Networks:",
+        &crate::networks::prune_store_networks(app)?,
+    );
     if a.volumes {
         let (volumes, bytes) = crate::volumes::prune_volumes(&engine, false, &[])?;
         total += bytes;

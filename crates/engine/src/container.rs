@@ -97,6 +97,8 @@ pub struct Engine {
     pub volumes: Volumes,
     /// The `berth-monitor` binary.
     pub monitor: PathBuf,
+    /// The `berth-dns` binary: the DNS server of user networks.
+    pub dns_server: PathBuf,
     /// The command (and its first arguments) the monitor runs after the container exits;
     /// the container ID is appended. The CLI passes itself: `berth --root R --runroot RR
     /// container cleanup`.
@@ -111,6 +113,7 @@ impl Engine {
         let store = Store::open_shared(root, images.meta.shared())?;
         let volumes = Volumes::open_shared(root, images.meta.shared())?;
         let monitor = beside_self("berth-monitor").unwrap_or_else(|| "berth-monitor".into());
+        let dns_server = beside_self("berth-dns").unwrap_or_else(|| "berth-dns".into());
         let default_runtime =
             std::env::var("BERTH_RUNTIME").unwrap_or_else(|_| "berth-runtime".into());
         Ok(Engine {
@@ -120,6 +123,7 @@ impl Engine {
             store,
             volumes,
             monitor,
+            dns_server,
             exit_command,
             default_runtime,
         })
@@ -315,8 +319,22 @@ impl Engine {
 
         let config = self.read_image_config(&image)?;
         // Torn down on any error below; kept once the monitor runs.
+        let shared = self.shared_network(c)?;
         let net = self.network_attach(c, &config["config"])?;
-        let etc_files = etc::write(&dir, c, net.as_ref().map(|n| n.address))?;
+        let mut addresses: Vec<std::net::Ipv4Addr> = net.iter().map(|n| n.address).collect();
+        if net.is_some() {
+            addresses.extend(self.network_join_connected(c)?.iter().map(|j| j.address));
+        }
+        // On a user network the container asks the network's DNS server, on its gateway.
+        let dns = net
+            .as_ref()
+            .filter(|_| crate::net::user_network(&c.options.run).is_some())
+            .map(|n| n.gateway);
+        // `--network container:NAME`: the other's files (and below its host name).
+        let etc_files = match &shared {
+            Some(s) => s.etc.clone(),
+            None => etc::write(&dir, c, &addresses, dns)?,
+        };
         let users = RootfsUsers::open(&rootfs).map_err(crate::spec::SpecError::from)?;
         let wants = volumes::wanted(&c.options.run, &volumes::image_volumes(&config));
         let (volumes, anonymous) = self.volumes.prepare(&c.id, &wants, &rootfs)?;
@@ -332,10 +350,16 @@ impl Engine {
             cgroup_namespace: cgroups::Layout::detect()
                 .map(|l| l.is_v2())
                 .unwrap_or(false),
-            network_namespace: net.as_ref().map(|n| n.netns.clone()),
+            network_namespace: net
+                .as_ref()
+                .map(|n| n.netns.clone())
+                .or_else(|| shared.as_ref().map(|s| s.netns.clone())),
             init_binary: beside_self("berth-init"),
         };
-        let spec = build_spec(&config["config"], &c.options.run, &ctx)?;
+        let mut spec = build_spec(&config["config"], &c.options.run, &ctx)?;
+        if let Some(s) = &shared {
+            crate::spec::set_hostname(&mut spec, &s.hostname);
+        }
         let spec_path = dir.join("config.json");
         let json = serde_json::to_vec_pretty(&spec)
             .map_err(|e| EngineError::Other(format!("writing config.json: {e}")))?;

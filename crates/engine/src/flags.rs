@@ -117,6 +117,10 @@ pub struct RunOptions {
     pub dns_options: Vec<String>,
     /// `--network`.
     pub network: NetworkMode,
+    /// `--network-alias` (and `--network name=N,alias=A`): more names for the container
+    /// on its user network's DNS.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
     /// `-p/--publish`, parsed (ranges expanded).
     #[serde(default)]
     pub publish: Vec<network::PortSpec>,
@@ -1292,6 +1296,25 @@ impl RunOptions {
         // its own (Docker refuses a host name only with `--network container:…`).
         if self.hostname.is_some() && self.uts_host {
             return Err(invalid("Conflicting options: hostname and the UTS mode"));
+        }
+        // Docker's runconfig checks for a container that joins another's network.
+        if matches!(&self.network, NetworkMode::Other(n) if n.starts_with("container:")) {
+            let conflict = |what: &str| Err(invalid(format!("conflicting options: {what}")));
+            if self.hostname.is_some() {
+                return conflict("hostname and the network mode");
+            }
+            if !self.dns.is_empty() || !self.dns_search.is_empty() || !self.dns_options.is_empty() {
+                return conflict("dns and the network mode");
+            }
+            if !self.extra_hosts.is_empty() {
+                return conflict("custom host-to-IP mapping and the network mode");
+            }
+            if !self.publish.is_empty() || self.publish_all {
+                return conflict("port publishing and the container type network mode");
+            }
+            if !self.expose.is_empty() {
+                return conflict("port exposing and the container type network mode");
+            }
         }
         if let Some(sig) = &self.stop_signal {
             parse_signal(sig)?;

@@ -238,6 +238,19 @@ pub fn check_create(image_config: &Value, opts: &RunOptions) -> Result<(), SpecE
     Ok(())
 }
 
+/// Gives a built spec another host name (`--network container:NAME` takes the other
+/// container's, as Docker): `hostname` and the `HOSTNAME` variable.
+pub fn set_hostname(spec: &mut oci_spec::runtime::Spec, name: &str) {
+    spec.set_hostname(Some(name.to_string()));
+    if let Some(process) = spec.process_mut() {
+        if let Some(env) = process.env_mut() {
+            for e in env.iter_mut().filter(|e| e.starts_with("HOSTNAME=")) {
+                *e = format!("HOSTNAME={name}");
+            }
+        }
+    }
+}
+
 /// `-h`; else the host's name with `--network host`, else the first 12 characters of
 /// the id; none at all with `--uts host` (the host's UTS namespace is shared). With
 /// `--network host -h NAME` the container's own UTS namespace gets NAME, as in Docker.
@@ -477,8 +490,12 @@ fn namespaces(opts: &RunOptions, ctx: &SpecContext) -> Result<Vec<Value>, SpecEr
     match &opts.network {
         NetworkMode::Host => {}
         NetworkMode::None => ns.push(json!({"type": "network"})),
+        // Another container's namespace, found by the engine at the start.
         NetworkMode::Other(name) if name.starts_with("container:") => {
-            return Err(SpecError::Network(name.clone()))
+            match &ctx.network_namespace {
+                Some(path) => ns.push(json!({"type": "network", "path": path})),
+                None => return Err(SpecError::Network(name.clone())),
+            }
         }
         NetworkMode::Default | NetworkMode::Other(_) => match &ctx.network_namespace {
             Some(path) => ns.push(json!({"type": "network", "path": path})),

@@ -268,6 +268,25 @@ impl Store {
         rows.into_iter().map(decode).collect()
     }
 
+    /// Live containers that may join another's network namespace (`--network
+    /// container:…`): only rows whose options mention it are decoded, so a store's
+    /// every container exit does not parse every container.
+    pub fn live_network_joiners(&self) -> Result<Vec<Container>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM containers
+                 WHERE state IN ('starting', 'running', 'paused')
+                 AND instr(options, '\"container:') > 0"
+            ))
+            .map_err(db(&self.path, "listing containers"))?;
+        let rows = stmt
+            .query_map([], raw_row)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(db(&self.path, "listing containers"))?;
+        rows.into_iter().map(decode).collect()
+    }
+
     /// Docker's lookup: a full ID, a name, or a unique ID prefix. `Ok(None)` if nothing
     /// matches; an ambiguous prefix is an error naming it.
     pub fn find(&self, key: &str) -> Result<Option<Result<Container>>> {

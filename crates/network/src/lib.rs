@@ -17,6 +17,7 @@
 //!
 //! No async runtime: netlink requests are sent on blocking sockets ([`rtnl`]).
 
+pub mod dns;
 pub mod netns;
 pub mod nft;
 pub mod ports;
@@ -369,6 +370,11 @@ pub struct Request<'a> {
     pub root: &'a Path,
     pub netns: &'a Path,
     pub ports: &'a [PortSpec],
+    /// What the network's DNS server answers with the container's address (user
+    /// networks): its name, short id, hostname and aliases.
+    pub names: &'a [String],
+    /// The `berth-dns` binary, started for a user network's first container.
+    pub dns_server: &'a Path,
 }
 
 /// A container's network, set up. Dropped without [`Attachment::keep`], it is torn
@@ -406,30 +412,35 @@ pub fn attach(req: &Request, is_stale: IsStale) -> Result<Attachment, Error> {
     attach_in(Path::new(STATE_DIR), req, is_stale)
 }
 
-pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachment, Error> {
-    let (bridge, internal) = if req.network == DEFAULT_NETWORK {
+/// The bridge of network `key` (`bridge` or a user network's name, id or id prefix),
+/// made if missing: the bridge, whether the network is internal, its id (user
+/// networks) and its name.
+fn resolve(dir: &Path, key: &str) -> Result<(Bridge, bool, Option<String>, String), Error> {
+    if key == DEFAULT_NETWORK {
         let bridge = Bridge::ensure(dir)?;
         let mut state = State::open(dir)?;
         let row = bridge.row(DEFAULT_NETWORK);
         if state.network(DEFAULT_NETWORK)?.as_ref() != Some(&row) {
             state.put_network(&row)?;
         }
-        (bridge, false)
-    } else {
-        let state = State::open(dir)?;
-        let (row, def) =
-            find(&state, req.network)?.ok_or_else(|| Error::NotFound(req.network.to_string()))?;
-        drop(state);
-        // Made by `network create`; made again if something deleted it.
-        let _lock = lock(dir)?;
-        let bridge = ensure_locked(
-            dir,
-            &row.bridge,
-            Some((row.gateway, row.prefix)),
-            def.internal,
-        )?;
-        (bridge, def.internal)
-    };
+        return Ok((bridge, false, None, DEFAULT_NETWORK.to_string()));
+    }
+    let state = State::open(dir)?;
+    let (row, def) = find(&state, key)?.ok_or_else(|| Error::NotFound(key.to_string()))?;
+    drop(state);
+    // Made by `network create`; made again if something deleted it.
+    let _lock = lock(dir)?;
+    let bridge = ensure_locked(
+        dir,
+        &row.bridge,
+        Some((row.gateway, row.prefix)),
+        def.internal,
+    )?;
+    Ok((bridge, def.internal, Some(def.id), row.name))
+}
+
+pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachment, Error> {
+    let (bridge, internal, user_id, network) = resolve(dir, req.network)?;
     let mut state = State::open(dir)?;
     // A previous run of this container that was never torn down (a crash).
     if state.lease_of(req.id)?.is_some() {
@@ -439,13 +450,8 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
         id: req.id,
         root: req.root,
         netns: req.netns,
-    };
-    let network = if req.network == DEFAULT_NETWORK {
-        DEFAULT_NETWORK.to_string()
-    } else {
-        find(&state, req.network)?
-            .map(|(r, _)| r.name)
-            .ok_or_else(|| Error::NotFound(req.network.to_string()))?
+        names: req.names,
+        ifname: "eth0",
     };
     let row = bridge.row(&network);
     let mut reclaimed = false;
@@ -516,6 +522,10 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
         let _fw = firewall_lock(dir, false)?;
         nft::publish(&nets_of(&state)?, req.id, address, &att.ports)?;
     }
+    // Last: the lease it answers from is recorded (see dns.rs on the order).
+    if let Some(id) = user_id {
+        dns::ensure(dir, &id, &network, req.dns_server)?;
+    }
     Ok(att)
 }
 
@@ -535,6 +545,17 @@ pub fn detach_in(dir: &Path, id: &str) -> Result<(), Error> {
     detach_with(&mut state, id, Detach::Quick)
 }
 
+/// [`detach`] for a container whose namespace other processes may still hold (another
+/// container joined it): its veths are deleted explicitly.
+pub fn detach_thorough(id: &str) -> Result<(), Error> {
+    let dir = Path::new(STATE_DIR);
+    if !dir.join("network.db").exists() {
+        return Ok(());
+    }
+    let mut state = State::open(dir)?;
+    detach_with(&mut state, id, Detach::Thorough)
+}
+
 /// How sure [`detach_with`] may be that nothing else holds the container's namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Detach {
@@ -545,9 +566,9 @@ enum Detach {
 }
 
 fn detach_with(state: &mut State, id: &str, mode: Detach) -> Result<(), Error> {
-    let lease = state.lease_of(id)?;
+    let leases = state.leases_of(id)?;
     let ports = state.ports_of(id)?;
-    if lease.is_none() && ports.is_empty() {
+    if leases.is_empty() && ports.is_empty() {
         return Ok(());
     }
     let mut first: Option<Error> = None;
@@ -558,29 +579,216 @@ fn detach_with(state: &mut State, id: &str, mode: Detach) -> Result<(), Error> {
     }
     // Unpinning the namespace of a container whose processes are gone destroys it, and
     // the kernel deletes its devices with it (in cleanup_net, asynchronously): the
-    // container's end of the veth, and so the host's. Deleting the veth ourselves costs
+    // container's ends of its veths, and so the host's. Deleting a veth ourselves costs
     // an RCU grace period under RTNL, 15-20 ms in this VM, on the critical path of
     // every `run --rm`. So a quick detach only unpins; a thorough one (a reclaim, where
-    // a process may still hold the namespace) deletes the veth too. A veth is made only
+    // a process may still hold the namespace) deletes the veths too. A veth is made only
     // after its namespace is pinned, so no pin means no namespace to wait for.
-    let pinned = lease.as_ref().is_some_and(|l| l.netns.exists());
-    if let Some(l) = &lease {
+    let pinned = leases.first().is_some_and(|l| l.netns.exists());
+    if let Some(l) = leases.first() {
         if let Err(e) = netns::remove(&l.netns) {
             first.get_or_insert(e);
         }
     }
     if mode == Detach::Thorough || !pinned {
-        match Rtnl::open().and_then(|mut r| r.del_link(&veth_name(id))) {
-            Ok(_) => {}
-            Err(e) => {
+        let mut names: Vec<String> = leases.iter().map(|l| host_veth(id, &l.ifname)).collect();
+        if names.is_empty() {
+            names.push(veth_name(id));
+        }
+        for name in names {
+            if let Err(e) = Rtnl::open().and_then(|mut r| r.del_link(&name)) {
                 first.get_or_insert(e);
             }
         }
     }
-    match first {
-        Some(e) => Err(e),
-        None => state.release(id),
+    if let Some(e) = first {
+        return Err(e);
     }
+    state.release(id)?;
+    // A network's DNS server goes with its last lease.
+    for l in leases.iter().filter(|l| l.network != DEFAULT_NETWORK) {
+        dns::stop_unused(state.dir(), state, &l.network)?;
+    }
+    Ok(())
+}
+
+/// The host end of container `id`'s veth for its interface `ifname`: `vb<id12>` for
+/// eth0, `vb<id11><n>` for eth<n> (within IFNAMSIZ, derived, so teardown needs no
+/// record of it).
+pub fn host_veth(id: &str, ifname: &str) -> String {
+    match ifname
+        .strip_prefix("eth")
+        .and_then(|n| n.parse::<u8>().ok())
+    {
+        Some(n) if n > 0 => format!("vb{}{n}", &id[..id.len().min(11)]),
+        _ => veth_name(id),
+    }
+}
+
+/// What [`join`] needs: a running container (its namespace pinned) and a network to
+/// add an interface on.
+pub struct Join<'a> {
+    pub id: &'a str,
+    /// A user network's name, id or id prefix, or `bridge`.
+    pub network: &'a str,
+    pub root: &'a Path,
+    pub netns: &'a Path,
+    pub names: &'a [String],
+    pub dns_server: &'a Path,
+}
+
+/// An interface [`join`] added.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub network: String,
+    pub ifname: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+}
+
+/// Adds an interface on network `j.network` to the running container `j.id`: a lease,
+/// a veth whose inside end is the next free `ethN`, its address (no default route: the
+/// first network keeps it, as in Docker) and the network's DNS server. On error nothing
+/// of it is left.
+pub fn join(j: &Join, is_stale: IsStale) -> Result<Joined, Error> {
+    join_in(Path::new(STATE_DIR), j, is_stale)
+}
+
+pub fn join_in(dir: &Path, j: &Join, is_stale: IsStale) -> Result<Joined, Error> {
+    let (bridge, _internal, user_id, network) = resolve(dir, j.network)?;
+    let mut state = State::open(dir)?;
+    let taken = state.leases_of(j.id)?;
+    if taken.iter().any(|l| l.network == network) {
+        return Err(Error::Invalid(format!(
+            "container {} already has an address on network {network}",
+            j.id
+        )));
+    }
+    let n = (1..10u8)
+        .find(|n| !taken.iter().any(|l| l.ifname == format!("eth{n}")))
+        .ok_or_else(|| Error::Invalid("berth gives a container at most 10 networks".into()))?;
+    let ifname = format!("eth{n}");
+    let holder = Holder {
+        id: j.id,
+        root: j.root,
+        netns: j.netns,
+        names: j.names,
+        ifname: &ifname,
+    };
+    let row = bridge.row(&network);
+    let mut reclaimed = false;
+    let address = loop {
+        match state.allocate(&row, &holder, &[])? {
+            Ok((address, _)) => break address,
+            Err(blocked) => {
+                if !reclaimed && reclaim(&mut state, &blocked, is_stale)? {
+                    reclaimed = true;
+                    continue;
+                }
+                return Err(Error::Exhausted {
+                    network: network.clone(),
+                    subnet: format!("{}/{}", bridge.subnet, bridge.prefix),
+                });
+            }
+        }
+    };
+    let joined = Joined {
+        network: network.clone(),
+        ifname: ifname.clone(),
+        address,
+        prefix: bridge.prefix,
+        gateway: bridge.gateway,
+    };
+    let plugged = (|| {
+        sweep(&mut state, &bridge);
+        let mut inside = netns::enter(j.netns)?;
+        let ns = std::fs::File::open(j.netns).map_err(|source| Error::Netns {
+            what: "opening",
+            path: j.netns.to_path_buf(),
+            source,
+        })?;
+        Rtnl::open()?.add_veth(
+            &host_veth(j.id, &ifname),
+            bridge.index,
+            &ifname,
+            mac_of(address),
+            ns.as_fd(),
+            bridge.mtu,
+        )?;
+        let index = inside.link_index(&ifname)?.ok_or_else(|| {
+            Error::Other(format!("{ifname} is missing in the container's namespace"))
+        })?;
+        inside.set_up(index)?;
+        inside.add_address(index, address, bridge.prefix)?;
+        if let Some(id) = &user_id {
+            dns::ensure(dir, id, &network, j.dns_server)?;
+        }
+        Ok(())
+    })();
+    match plugged {
+        Ok(()) => Ok(joined),
+        Err(e) => {
+            let _ = leave_with(&mut state, j.id, &network);
+            Err(e)
+        }
+    }
+}
+
+/// Removes container `id`'s interface on network `key` (its veth, then its lease, and
+/// the network's DNS server if it was the last); nothing to remove is not an error.
+pub fn leave(id: &str, key: &str) -> Result<(), Error> {
+    let dir = Path::new(STATE_DIR);
+    if !dir.join("network.db").exists() {
+        return Ok(());
+    }
+    let mut state = State::open(dir)?;
+    let network = if key == DEFAULT_NETWORK {
+        key.to_string()
+    } else {
+        match find(&state, key)? {
+            Some((r, _)) => r.name,
+            None => key.to_string(),
+        }
+    };
+    leave_with(&mut state, id, &network)
+}
+
+fn leave_with(state: &mut State, id: &str, network: &str) -> Result<(), Error> {
+    let Some(l) = state
+        .leases_of(id)?
+        .into_iter()
+        .find(|l| l.network == network)
+    else {
+        return Ok(());
+    };
+    // Deleting one end deletes the pair; the container's namespace stays.
+    Rtnl::open()?.del_link(&host_veth(id, &l.ifname))?;
+    state.release_one(id, network)?;
+    if network != DEFAULT_NETWORK {
+        dns::stop_unused(state.dir(), state, network)?;
+    }
+    Ok(())
+}
+
+/// Container `id`'s addresses while it runs, its first interface first: (network,
+/// interface, address, prefix length, gateway).
+pub fn addresses(id: &str) -> Vec<(String, String, Ipv4Addr, u8, Ipv4Addr)> {
+    let dir = Path::new(STATE_DIR);
+    if !dir.join("network.db").exists() {
+        return vec![];
+    }
+    let Ok(s) = State::open(dir) else {
+        return vec![];
+    };
+    s.leases_of(id)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|l| {
+            let n = s.network(&l.network).ok()??;
+            Some((l.network, l.ifname, l.address, n.prefix, n.gateway))
+        })
+        .collect()
 }
 
 /// Deletes berth veths on the bridge that no lease accounts for: a quick detach leaves
@@ -606,7 +814,10 @@ fn sweep(state: &mut State, bridge: &Bridge) {
         return;
     };
     for name in orphans {
-        if !leases.iter().any(|l| veth_name(&l.holder) == name) {
+        if !leases
+            .iter()
+            .any(|l| host_veth(&l.holder, &l.ifname) == name)
+        {
             let _ = rtnl.del_link(&name);
         }
     }
@@ -643,6 +854,16 @@ pub fn ports(id: &str) -> Vec<PortBinding> {
     State::open(dir)
         .and_then(|s| s.ports_of(id))
         .unwrap_or_default()
+}
+
+/// Container `id` was renamed: the DNS servers answer the new name from now on, and
+/// no longer the old one.
+pub fn rename(id: &str, old: &str, new: &str) -> Result<(), Error> {
+    let dir = Path::new(STATE_DIR);
+    if !dir.join("network.db").exists() {
+        return Ok(());
+    }
+    State::open(dir)?.rename(id, old, new)
 }
 
 /// Container `id`'s address on its network while it runs.

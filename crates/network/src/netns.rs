@@ -84,6 +84,37 @@ pub fn create(path: &Path) -> Result<Rtnl, Error> {
     })
 }
 
+/// A route socket inside the existing namespace pinned at `path` (for an interface
+/// added to a running container: `network connect`). A short-lived thread joins the
+/// namespace and opens it, as [`create`] does.
+pub fn enter(path: &Path) -> Result<Rtnl, Error> {
+    let ns = std::fs::File::open(path).map_err(|source| Error::Netns {
+        what: "opening",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let target = path.to_path_buf();
+    let worker = std::thread::Builder::new()
+        .name("berth-netns".into())
+        .spawn(move || -> Result<Rtnl, Error> {
+            nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
+                .map_err(ns_err("entering the network namespace", &target))?;
+            Rtnl::open()
+        })
+        .map_err(|source| Error::Netns {
+            what: "starting a thread for",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    worker.join().unwrap_or_else(|_| {
+        Err(Error::Netns {
+            what: "entering (the thread panicked)",
+            path: path.to_path_buf(),
+            source: std::io::Error::other("panic"),
+        })
+    })
+}
+
 /// Unpins and deletes the namespace file at `path`; nothing there is not an error.
 pub fn remove(path: &Path) -> Result<(), Error> {
     match umount2(path, MntFlags::MNT_DETACH) {

@@ -34,11 +34,29 @@ CREATE TABLE IF NOT EXISTS networks (
 CREATE TABLE IF NOT EXISTS leases (
     network  TEXT NOT NULL,
     address  INTEGER NOT NULL,
-    holder   TEXT NOT NULL UNIQUE,
+    holder   TEXT NOT NULL,
     root     TEXT NOT NULL,
     netns    TEXT NOT NULL,
     created  INTEGER NOT NULL,
-    PRIMARY KEY (network, address)
+    -- the names the network's DNS server answers with this address (JSON array):
+    -- the container's name, short id, hostname and aliases on this network.
+    names    TEXT NOT NULL DEFAULT '[]',
+    -- the interface inside the container: eth0 for the network it was started on,
+    -- eth1... for those `network connect` added.
+    ifname   TEXT NOT NULL DEFAULT 'eth0',
+    PRIMARY KEY (network, address),
+    UNIQUE (holder, network)
+);
+-- networks a container joined with `network connect`, running or not, beside the one
+-- it was created on (`members`): it gets an interface on each at every start.
+CREATE TABLE IF NOT EXISTS connections (
+    holder   TEXT NOT NULL,
+    network  TEXT NOT NULL,
+    root     TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    aliases  TEXT NOT NULL,
+    created  INTEGER NOT NULL,
+    PRIMARY KEY (holder, network)
 );
 CREATE TABLE IF NOT EXISTS ports (
     proto          TEXT NOT NULL,
@@ -56,7 +74,13 @@ CREATE TABLE IF NOT EXISTS netdefs (
     created  TEXT NOT NULL,
     internal INTEGER NOT NULL,
     labels   TEXT NOT NULL,
-    options  TEXT NOT NULL
+    options  TEXT NOT NULL,
+    -- `network create --dns`: where its DNS server forwards (JSON array; empty: the
+    -- host's resolvers).
+    dns      TEXT NOT NULL DEFAULT '[]',
+    -- the store (--root) whose `network create` made it: its `system prune` may remove
+    -- it when unused.
+    root     TEXT NOT NULL DEFAULT ''
 );
 -- containers that name a user network, running or not: `network rm` refuses while any
 -- of them still exists.
@@ -81,6 +105,10 @@ pub struct NetDef {
     pub internal: bool,
     pub labels: std::collections::BTreeMap<String, String>,
     pub options: std::collections::BTreeMap<String, String>,
+    /// Upstream name servers of its DNS server (`--dns`); empty: the host's.
+    pub dns: Vec<String>,
+    /// The store that created it ("" when unknown).
+    pub root: String,
 }
 
 /// A container that names a user network.
@@ -110,6 +138,18 @@ pub struct Lease {
     pub holder: String,
     pub root: PathBuf,
     pub netns: PathBuf,
+    /// The interface inside the container.
+    pub ifname: String,
+}
+
+/// A network a container joined with `network connect`.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    pub holder: String,
+    pub network: String,
+    pub root: PathBuf,
+    pub name: String,
+    pub aliases: Vec<String>,
 }
 
 /// Who asks: a container of a store, with its namespace file.
@@ -117,6 +157,10 @@ pub struct Holder<'a> {
     pub id: &'a str,
     pub root: &'a Path,
     pub netns: &'a Path,
+    /// What the network's DNS server answers with its address.
+    pub names: &'a [String],
+    /// Its interface inside the container.
+    pub ifname: &'a str,
 }
 
 /// What an allocation failed on: a holder in the way may be stale.
@@ -175,7 +219,80 @@ impl State {
         }
         conn.execute_batch(SCHEMA)
             .map_err(db(&path, "creating tables"))?;
-        Ok(State { path, conn })
+        let mut state = State { path, conn };
+        state.migrate()?;
+        Ok(state)
+    }
+
+    /// Brings a database made by an earlier berth up to the schema above: `leases`
+    /// gains `names` and loses the one-lease-per-holder constraint (a container may be
+    /// on several networks), `netdefs` gains `dns`. The database is the host's and other
+    /// berth processes use it meanwhile, so it is one IMMEDIATE transaction, checked
+    /// again inside; earlier binaries keep working on the new tables (they name their
+    /// columns, and the new ones have defaults).
+    fn migrate(&mut self) -> Result<(), Error> {
+        let has = |conn: &Connection, table: &str, column: &str| -> rusqlite::Result<bool> {
+            let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+            let cols = st.query_map([], |r| r.get::<_, String>(1))?;
+            for c in cols {
+                if c? == column {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        let path = self.path.clone();
+        let current = |conn: &Connection| -> rusqlite::Result<bool> {
+            Ok(has(conn, "leases", "names")?
+                && has(conn, "leases", "ifname")?
+                && has(conn, "netdefs", "dns")?
+                && has(conn, "netdefs", "root")?)
+        };
+        if current(&self.conn).map_err(db(&path, "reading the schema"))? {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(&path, "starting a transaction"))?;
+        if !has(&tx, "leases", "names").map_err(db(&path, "reading the schema"))? {
+            tx.execute_batch(
+                "CREATE TABLE leases_new (
+                    network  TEXT NOT NULL,
+                    address  INTEGER NOT NULL,
+                    holder   TEXT NOT NULL,
+                    root     TEXT NOT NULL,
+                    netns    TEXT NOT NULL,
+                    created  INTEGER NOT NULL,
+                    names    TEXT NOT NULL DEFAULT '[]',
+                    PRIMARY KEY (network, address),
+                    UNIQUE (holder, network)
+                );
+                INSERT INTO leases_new (network, address, holder, root, netns, created)
+                    SELECT network, address, holder, root, netns, created FROM leases;
+                DROP TABLE leases;
+                ALTER TABLE leases_new RENAME TO leases;",
+            )
+            .map_err(db(&path, "upgrading leases"))?;
+        }
+        if !has(&tx, "leases", "ifname").map_err(db(&path, "reading the schema"))? {
+            tx.execute_batch("ALTER TABLE leases ADD COLUMN ifname TEXT NOT NULL DEFAULT 'eth0';")
+                .map_err(db(&path, "upgrading leases"))?;
+        }
+        if !has(&tx, "netdefs", "dns").map_err(db(&path, "reading the schema"))? {
+            tx.execute_batch("ALTER TABLE netdefs ADD COLUMN dns TEXT NOT NULL DEFAULT '[]';")
+                .map_err(db(&path, "upgrading netdefs"))?;
+        }
+        if !has(&tx, "netdefs", "root").map_err(db(&path, "reading the schema"))? {
+            tx.execute_batch("ALTER TABLE netdefs ADD COLUMN root TEXT NOT NULL DEFAULT '';")
+                .map_err(db(&path, "upgrading netdefs"))?;
+        }
+        tx.commit().map_err(db(&path, "committing"))
+    }
+
+    /// The state directory the database is in.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
     }
 
     pub fn network(&self, name: &str) -> Result<Option<NetworkRow>, Error> {
@@ -245,15 +362,17 @@ impl State {
         )
         .map_err(db(&self.path, "recording a network"))?;
         tx.execute(
-            "INSERT INTO netdefs (name, id, created, internal, labels, options)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO netdefs (name, id, created, internal, labels, options, dns, root)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 d.name,
                 d.id,
                 d.created,
                 d.internal,
                 serde_json::to_string(&d.labels).unwrap_or_default(),
-                serde_json::to_string(&d.options).unwrap_or_default()
+                serde_json::to_string(&d.options).unwrap_or_default(),
+                serde_json::to_string(&d.dns).unwrap_or_default(),
+                d.root
             ],
         )
         .map_err(db(&self.path, "recording a network"))?;
@@ -270,6 +389,7 @@ impl State {
             "DELETE FROM networks WHERE name = ?1",
             "DELETE FROM netdefs WHERE name = ?1",
             "DELETE FROM members WHERE network = ?1",
+            "DELETE FROM connections WHERE network = ?1",
         ] {
             tx.execute(sql, params![name])
                 .map_err(db(&self.path, "removing a network"))?;
@@ -281,22 +401,11 @@ impl State {
         let mut st = self
             .conn
             .prepare(
-                "SELECT name, id, created, internal, labels, options FROM netdefs ORDER BY name",
+                "SELECT name, id, created, internal, labels, options, dns, root FROM netdefs ORDER BY name",
             )
             .map_err(db(&self.path, "reading networks"))?;
         let rows = st
-            .query_map([], |r| {
-                let labels: String = r.get(4)?;
-                let options: String = r.get(5)?;
-                Ok(NetDef {
-                    name: r.get(0)?,
-                    id: r.get(1)?,
-                    created: r.get(2)?,
-                    internal: r.get(3)?,
-                    labels: serde_json::from_str(&labels).unwrap_or_default(),
-                    options: serde_json::from_str(&options).unwrap_or_default(),
-                })
-            })
+            .query_map([], netdef_row)
             .map_err(db(&self.path, "reading networks"))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(db(&self.path, "reading networks"))
@@ -331,9 +440,14 @@ impl State {
             .map_err(db(&self.path, "recording a network's container"))
     }
 
+    /// Container `holder` is removed: it is no network's member or connection.
     pub fn leave(&mut self, holder: &str) -> Result<(), Error> {
         self.conn
             .execute("DELETE FROM members WHERE holder = ?1", params![holder])
+            .and_then(|_| {
+                self.conn
+                    .execute("DELETE FROM connections WHERE holder = ?1", params![holder])
+            })
             .map(|_| ())
             .map_err(db(&self.path, "forgetting a network's container"))
     }
@@ -360,7 +474,8 @@ impl State {
     pub fn lease_of(&self, holder: &str) -> Result<Option<Lease>, Error> {
         self.conn
             .query_row(
-                "SELECT network, address, holder, root, netns FROM leases WHERE holder = ?1",
+                "SELECT network, address, holder, root, netns, ifname FROM leases
+                 WHERE holder = ?1 ORDER BY ifname LIMIT 1",
                 params![holder],
                 lease_row,
             )
@@ -371,12 +486,194 @@ impl State {
     pub fn leases(&self) -> Result<Vec<Lease>, Error> {
         let mut st = self
             .conn
-            .prepare("SELECT network, address, holder, root, netns FROM leases")
+            .prepare("SELECT network, address, holder, root, netns, ifname FROM leases")
             .map_err(db(&self.path, "reading leases"))?;
         let rows = st
             .query_map([], lease_row)
             .map_err(db(&self.path, "reading leases"))?;
         rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading leases"))
+    }
+
+    /// Every lease of container `holder`, its first interface first.
+    pub fn leases_of(&self, holder: &str) -> Result<Vec<Lease>, Error> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT network, address, holder, root, netns, ifname FROM leases
+                 WHERE holder = ?1 ORDER BY ifname",
+            )
+            .map_err(db(&self.path, "reading leases"))?;
+        let rows = st
+            .query_map(params![holder], lease_row)
+            .map_err(db(&self.path, "reading leases"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading leases"))
+    }
+
+    /// Releases container `holder`'s address on `network` only.
+    pub fn release_one(&mut self, holder: &str, network: &str) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "DELETE FROM leases WHERE holder = ?1 AND network = ?2",
+                params![holder, network],
+            )
+            .map(|_| ())
+            .map_err(db(&self.path, "releasing a lease"))
+    }
+
+    /// Records `network connect`: false when it was recorded already.
+    pub fn connect(&mut self, c: &Connected) -> Result<bool, Error> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO connections (holder, network, root, name, aliases, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    c.holder,
+                    c.network,
+                    c.root.to_string_lossy(),
+                    c.name,
+                    serde_json::to_string(&c.aliases).unwrap_or_default(),
+                    now
+                ],
+            )
+            .map(|n| n == 1)
+            .map_err(db(&self.path, "recording a connection"))
+    }
+
+    /// Forgets a `network connect`: false when there was none.
+    pub fn disconnect(&mut self, holder: &str, network: &str) -> Result<bool, Error> {
+        self.conn
+            .execute(
+                "DELETE FROM connections WHERE holder = ?1 AND network = ?2",
+                params![holder, network],
+            )
+            .map(|n| n == 1)
+            .map_err(db(&self.path, "forgetting a connection"))
+    }
+
+    /// The networks `holder` was connected to, in the order it was.
+    pub fn connections_of(&self, holder: &str) -> Result<Vec<Connected>, Error> {
+        self.connections_where("holder", holder)
+    }
+
+    /// The containers connected to `network` with `network connect`.
+    pub fn connections_on(&self, network: &str) -> Result<Vec<Connected>, Error> {
+        self.connections_where("network", network)
+    }
+
+    fn connections_where(&self, column: &str, value: &str) -> Result<Vec<Connected>, Error> {
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "SELECT holder, network, root, name, aliases FROM connections
+                 WHERE {column} = ?1 ORDER BY created, network"
+            ))
+            .map_err(db(&self.path, "reading connections"))?;
+        let rows = st
+            .query_map(params![value], |r| {
+                let aliases: String = r.get(4)?;
+                Ok(Connected {
+                    holder: r.get(0)?,
+                    network: r.get(1)?,
+                    root: PathBuf::from(r.get::<_, String>(2)?),
+                    name: r.get(3)?,
+                    aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+                })
+            })
+            .map_err(db(&self.path, "reading connections"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading connections"))
+    }
+
+    /// The definition of the user network with id `id`.
+    pub fn def_by_id(&self, id: &str) -> Result<Option<NetDef>, Error> {
+        self.conn
+            .prepare_cached(
+                "SELECT name, id, created, internal, labels, options, dns, root FROM netdefs WHERE id = ?1",
+            )
+            .and_then(|mut st| st.query_row(params![id], netdef_row).optional())
+            .map_err(db(&self.path, "reading networks"))
+    }
+
+    /// What network `network`'s DNS server answers: each lease's address and names.
+    /// A lease exists from the allocation of its address until the container's network
+    /// is gone, and no other container can hold that address meanwhile, so a name never
+    /// resolves to another container's address.
+    pub fn dns_entries(&self, network: &str) -> Result<Vec<(Ipv4Addr, Vec<String>)>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT address, names FROM leases WHERE network = ?1 ORDER BY created, address",
+            )
+            .map_err(db(&self.path, "reading leases"))?;
+        let rows = st
+            .query_map(params![network], |r| {
+                let names: String = r.get(1)?;
+                Ok((
+                    Ipv4Addr::from(r.get::<_, u32>(0)?),
+                    serde_json::from_str(&names).unwrap_or_default(),
+                ))
+            })
+            .map_err(db(&self.path, "reading leases"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(&self.path, "reading leases"))
+    }
+
+    /// Container `holder` was renamed from `old` to `new`: its DNS names and its
+    /// member record follow, in one transaction.
+    pub fn rename(&mut self, holder: &str, old: &str, new: &str) -> Result<(), Error> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(&path, "starting a transaction"))?;
+        let rows: Vec<(String, String)> = {
+            let mut st = tx
+                .prepare("SELECT network, names FROM leases WHERE holder = ?1")
+                .map_err(db(&path, "reading leases"))?;
+            let rows = st
+                .query_map(params![holder], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db(&path, "reading leases"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(db(&path, "reading leases"))?
+        };
+        for (network, names) in rows {
+            let mut names: Vec<String> = serde_json::from_str(&names).unwrap_or_default();
+            for n in names.iter_mut().filter(|n| *n == old) {
+                *n = new.to_string();
+            }
+            tx.execute(
+                "UPDATE leases SET names = ?3 WHERE holder = ?1 AND network = ?2",
+                params![
+                    holder,
+                    network,
+                    serde_json::to_string(&names).unwrap_or_default()
+                ],
+            )
+            .map_err(db(&path, "renaming"))?;
+        }
+        for table in ["members", "connections"] {
+            tx.execute(
+                &format!("UPDATE {table} SET name = ?2 WHERE holder = ?1"),
+                params![holder, new],
+            )
+            .map_err(db(&path, "renaming"))?;
+        }
+        tx.commit().map_err(db(&path, "committing"))
+    }
+
+    /// How many addresses are leased on network `network`.
+    pub fn lease_count(&self, network: &str) -> Result<i64, Error> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM leases WHERE network = ?1",
+                params![network],
+                |r| r.get(0),
+            )
             .map_err(db(&self.path, "reading leases"))
     }
 
@@ -475,15 +772,17 @@ impl State {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         tx.execute(
-            "INSERT INTO leases (network, address, holder, root, netns, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO leases (network, address, holder, root, netns, created, names, ifname)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 net.name,
                 u32::from(address),
                 who.id,
                 who.root.to_string_lossy(),
                 who.netns.to_string_lossy(),
-                now
+                now,
+                serde_json::to_string(who.names).unwrap_or_default(),
+                who.ifname
             ],
         )
         .map_err(db(&path, "recording a lease"))?;
@@ -511,6 +810,22 @@ impl State {
     }
 }
 
+fn netdef_row(r: &rusqlite::Row) -> rusqlite::Result<NetDef> {
+    let labels: String = r.get(4)?;
+    let options: String = r.get(5)?;
+    let dns: String = r.get(6)?;
+    Ok(NetDef {
+        name: r.get(0)?,
+        id: r.get(1)?,
+        created: r.get(2)?,
+        internal: r.get(3)?,
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        options: serde_json::from_str(&options).unwrap_or_default(),
+        dns: serde_json::from_str(&dns).unwrap_or_default(),
+        root: r.get(7)?,
+    })
+}
+
 fn lease_row(r: &rusqlite::Row) -> rusqlite::Result<Lease> {
     Ok(Lease {
         network: r.get(0)?,
@@ -518,6 +833,7 @@ fn lease_row(r: &rusqlite::Row) -> rusqlite::Result<Lease> {
         holder: r.get(2)?,
         root: PathBuf::from(r.get::<_, String>(3)?),
         netns: PathBuf::from(r.get::<_, String>(4)?),
+        ifname: r.get(5)?,
     })
 }
 
@@ -679,6 +995,8 @@ mod tests {
                 id: &id,
                 root: tmp.path(),
                 netns: tmp.path(),
+                names: &[],
+                ifname: "eth0",
             };
             let Ok(Ok((a, _))) = s.allocate(&net(), &who, &[]) else {
                 panic!("allocation {i}")
@@ -700,6 +1018,8 @@ mod tests {
             id: "c5",
             root: tmp.path(),
             netns: tmp.path(),
+            names: &[],
+            ifname: "eth0",
         };
         assert!(matches!(
             s.allocate(&net(), &who, &[]),
@@ -730,6 +1050,8 @@ mod tests {
             id,
             root: tmp.path(),
             netns: tmp.path(),
+            names: &[],
+            ifname: "eth0",
         };
         // Port 1 as root binds fine when nothing holds it; the DB is what conflicts.
         let first = s.allocate(&n, &who("a"), &[spec([127, 0, 0, 9])]).unwrap();
@@ -748,5 +1070,61 @@ mod tests {
         s.release("a").unwrap();
         assert!(s.ports_of("a").unwrap().is_empty());
         assert!(s.lease_of("a").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_database_of_an_earlier_berth_is_upgraded_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(tmp.path().join("network.db")).unwrap();
+            c.execute_batch(
+                "CREATE TABLE leases (network TEXT NOT NULL, address INTEGER NOT NULL,
+                    holder TEXT NOT NULL UNIQUE, root TEXT NOT NULL, netns TEXT NOT NULL,
+                    created INTEGER NOT NULL, PRIMARY KEY (network, address));
+                 CREATE TABLE netdefs (name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+                    created TEXT NOT NULL, internal INTEGER NOT NULL, labels TEXT NOT NULL,
+                    options TEXT NOT NULL);
+                 INSERT INTO leases VALUES ('bridge', 167837698, 'old', '/r', '/n', 1);
+                 INSERT INTO netdefs VALUES ('n', 'abc', 'now', 0, '{}', '{}');",
+            )
+            .unwrap();
+        }
+        let mut s = State::open(tmp.path()).unwrap();
+        assert_eq!(
+            s.lease_of("old").unwrap().unwrap().address.to_string(),
+            "10.1.0.2"
+        );
+        assert_eq!(
+            s.dns_entries("bridge").unwrap(),
+            [("10.1.0.2".parse().unwrap(), vec![])]
+        );
+        assert_eq!(
+            s.def_by_id("abc").unwrap().unwrap().dns,
+            Vec::<String>::new()
+        );
+        // One holder may now lease on two networks, never twice on one.
+        let mut other = net();
+        other.name = "other".into();
+        s.put_network(&other).unwrap();
+        let names = ["web".to_string()];
+        let who = Holder {
+            id: "old",
+            root: tmp.path(),
+            netns: tmp.path(),
+            names: &names,
+            ifname: "eth1",
+        };
+        let Ok(Ok((a, _))) = s.allocate(&other, &who, &[]) else {
+            panic!()
+        };
+        assert_eq!(
+            s.dns_entries("other").unwrap(),
+            [(a, vec!["web".to_string()])]
+        );
+        assert!(s.allocate(&other, &who, &[]).is_err());
+        drop(s);
+        // Opening again changes nothing.
+        let s = State::open(tmp.path()).unwrap();
+        assert_eq!(s.leases().unwrap().len(), 2);
     }
 }

@@ -5,7 +5,7 @@
 //! to `rm`, running or not: `network rm` refuses while any of them exists.
 
 use crate::rtnl::Rtnl;
-use crate::state::{Member, NetDef, NetworkRow, State};
+use crate::state::{Connected, Member, NetDef, NetworkRow, State};
 use crate::{
     ensure_locked, firewall_lock, free_subnet, host_used, lock, nets_of, nft, overlap, Error,
 };
@@ -27,6 +27,11 @@ pub struct NewNetwork {
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
+    /// `--dns`: where the network's DNS server forwards names that are not its
+    /// containers' (the host's resolvers when empty).
+    pub dns: Vec<std::net::IpAddr>,
+    /// The store (`--root`) that creates it.
+    pub root: std::path::PathBuf,
     /// RFC 3339, as the CLI formats it.
     pub created: String,
 }
@@ -167,6 +172,8 @@ pub fn create(dir: &Path, req: &NewNetwork) -> Result<Network, Error> {
         internal: req.internal,
         labels: req.labels.clone(),
         options: req.options.clone(),
+        dns: req.dns.iter().map(|a| a.to_string()).collect(),
+        root: req.root.to_string_lossy().into_owned(),
     };
     // Records first, so the firewall batch that `ensure_locked` writes includes it.
     let _fw = firewall_lock(dir, true)?;
@@ -240,31 +247,93 @@ pub fn builtin_id(dir: &Path, name: &str) -> Result<String, Error> {
     state.builtin_id(name, &random_id())
 }
 
-/// The members of network `name` and, for those running, their addresses.
+/// The members of network `name` (and the containers connected to it) and, for those
+/// running, their addresses.
 pub fn endpoints(dir: &Path, name: &str) -> Result<Vec<Endpoint>, Error> {
     if !dir.join("network.db").exists() {
         return Ok(vec![]);
     }
     let state = State::open(dir)?;
+    let prefix = state.network(name)?.map(|n| n.prefix).unwrap_or(0);
+    let mut who: Vec<(String, String)> = state
+        .members_of(name)?
+        .into_iter()
+        .map(|m| (m.holder, m.name))
+        .collect();
+    for c in state.connections_on(name)? {
+        if !who.iter().any(|(h, _)| *h == c.holder) {
+            who.push((c.holder, c.name));
+        }
+    }
     let mut out = vec![];
-    for m in state.members_of(name)? {
+    for (holder, cname) in who {
         let address = state
-            .lease_of(&m.holder)?
-            .filter(|l| l.network == name)
-            .and_then(|l| {
-                state
-                    .network(name)
-                    .ok()
-                    .flatten()
-                    .map(|n| (l.address, n.prefix))
-            });
+            .leases_of(&holder)?
+            .into_iter()
+            .find(|l| l.network == name)
+            .map(|l| (l.address, prefix));
         out.push(Endpoint {
-            id: m.holder,
-            name: m.name,
+            id: holder,
+            name: cname,
             address,
         });
     }
     Ok(out)
+}
+
+/// Records `network connect NET` of container `holder` (named `cname`, of the store at
+/// `root`) with `aliases`: the network's name, or `NotFound`; `Ok(None)` when the
+/// container was connected to it already.
+pub fn connect(
+    dir: &Path,
+    key: &str,
+    holder: &str,
+    root: &Path,
+    cname: &str,
+    aliases: &[String],
+) -> Result<Option<String>, Error> {
+    let mut state = State::open(dir)?;
+    let network = if key == DEFAULT_NETWORK {
+        DEFAULT_NETWORK.to_string()
+    } else {
+        find(&state, key)?
+            .ok_or_else(|| Error::NotFound(key.to_string()))?
+            .0
+            .name
+    };
+    let fresh = state.connect(&Connected {
+        holder: holder.to_string(),
+        network: network.clone(),
+        root: root.to_path_buf(),
+        name: cname.to_string(),
+        aliases: aliases.to_vec(),
+    })?;
+    Ok(fresh.then_some(network))
+}
+
+/// Forgets `network connect NETWORK` of container `holder`; false when there was none.
+pub fn disconnect(dir: &Path, network: &str, holder: &str) -> Result<bool, Error> {
+    if !dir.join("network.db").exists() {
+        return Ok(false);
+    }
+    State::open(dir)?.disconnect(holder, network)
+}
+
+/// The networks container `holder` was connected to with `network connect`.
+pub fn connections(dir: &Path, holder: &str) -> Result<Vec<Connected>, Error> {
+    if !dir.join("network.db").exists() {
+        return Ok(vec![]);
+    }
+    State::open(dir)?.connections_of(holder)
+}
+
+/// The name of the network `key` names (`bridge`, or a user network's name, id or
+/// prefix).
+pub fn name_of(dir: &Path, key: &str) -> Result<Option<String>, Error> {
+    if matches!(key, DEFAULT_NETWORK | "default") {
+        return Ok(Some(DEFAULT_NETWORK.to_string()));
+    }
+    Ok(get(dir, key)?.map(|n| n.row.name))
 }
 
 /// Records that container `holder` (named `cname`, of the store at `root`) is on
@@ -317,9 +386,17 @@ pub fn remove(dir: &Path, key: &str, gone: IsGone) -> Result<NetDef, Error> {
             return Err(in_use());
         }
     }
+    for c in state.connections_on(&row.name)? {
+        if gone(&c.root, &c.holder) {
+            state.leave(&c.holder)?;
+        } else {
+            return Err(in_use());
+        }
+    }
     if state.leases()?.iter().any(|l| l.network == row.name) {
         return Err(in_use());
     }
+    crate::dns::stop(dir, &def.id)?;
     let _fw = firewall_lock(dir, true)?;
     teardown(&mut state, &row)?;
     Ok(def)
@@ -332,6 +409,10 @@ pub fn in_use(dir: &Path, name: &str, gone: IsGone) -> Result<bool, Error> {
         .members_of(name)?
         .iter()
         .any(|m| !gone(&m.root, &m.holder))
+        || state
+            .connections_on(name)?
+            .iter()
+            .any(|c| !gone(&c.root, &c.holder))
         || state.leases()?.iter().any(|l| l.network == name))
 }
 
