@@ -12,6 +12,17 @@ pub struct Berth {
 
 impl Berth {
     pub fn new() -> Berth {
+        // berth runs these from beside itself. Cargo builds a package's binaries only for
+        // that package's own integration tests: `cargo test --workspace` (or
+        // `cargo build --workspace`) builds them, `cargo test -p berth-cli` alone does not.
+        let dir = Path::new(env!("CARGO_BIN_EXE_berth")).parent().unwrap();
+        for bin in ["berth-runtime", "berth-monitor", "berth-init", "berth-dns"] {
+            assert!(
+                dir.join(bin).exists(),
+                "{} is missing: build the workspace's binaries first (cargo build --workspace)",
+                dir.join(bin).display()
+            );
+        }
         Berth {
             tmp: tempfile::Builder::new()
                 .prefix("berth-cli-test")
