@@ -5,17 +5,22 @@
 //! Podman's containers still serve their ports with berth's table in place, and after
 //! berth's containers and network are gone.
 //!
-//! Needs the host's dockerd running and podman installed (`../shared/peers-setup.sh`);
-//! the test fails with that message otherwise. Traffic goes only to 127.0.0.1 and
-//! between containers on the test's own networks. Host ports 18190–18193.
+//! Uses the host's dockerd when one answers (`../shared/peers-setup.sh` starts it);
+//! otherwise (a fresh CI machine) it starts one of its own in the host's network
+//! namespace, with Docker's default bridge and iptables rules, so that Docker's
+//! networking is there to coexist with; that dockerd's `docker0` and iptables chains stay
+//! after it stops, as they do after any dockerd. Podman must be installed. Traffic goes
+//! only to 127.0.0.1 and between containers on the test's own networks. Host ports
+//! 18190–18193.
 
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 use support::{wait_for, Berth};
 
 fn http_get(addr: SocketAddr) -> std::io::Result<String> {
@@ -50,8 +55,83 @@ fn ok(o: Output, what: &str) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// `-H` for the test's own dockerd, when the host has none running.
+static DOCKER_HOST: OnceLock<String> = OnceLock::new();
+
 fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().unwrap()
+    let mut c = Command::new("docker");
+    if let Some(host) = DOCKER_HOST.get() {
+        c.args(["-H", host]);
+    }
+    c.args(args).output().unwrap()
+}
+
+fn docker_answers() -> bool {
+    docker(&["version", "--format", "{{.Server.Version}}"])
+        .status
+        .success()
+}
+
+/// A dockerd of the test's own (data, exec root, socket) in the host's network namespace,
+/// with its default networking: started only when the host runs none. Stopped when
+/// dropped: SIGTERM, so it stops the containerd it started.
+/// Its directory is not the Berth's: that one must hold nothing mounted when the test
+/// checks it, and dockerd keeps its data root mounted until it stops.
+struct OwnDockerd {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnDockerd {
+    fn start() -> OwnDockerd {
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-cx-dockerd")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
+        let sock = format!("unix://{}", dir.join("docker.sock").display());
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .args(["-H", &sock, "--storage-driver", "vfs"])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("docker.io is installed (scripts/deps.sh --peers)");
+        let own = OwnDockerd { child, _dir: tmp };
+        DOCKER_HOST.set(sock).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !docker_answers() {
+            assert!(
+                Instant::now() < deadline,
+                "the test's dockerd did not come up: {}",
+                std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        own
+    }
+}
+
+impl Drop for OwnDockerd {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Podman on a store of the test's own (its networks are the host's, in
@@ -113,15 +193,9 @@ fn httpd_script(body: &str) -> String {
 
 #[test]
 fn berth_docker_and_podman_networks_work_side_by_side() {
-    let running = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        running,
-        "this test needs the host's dockerd running: ../shared/peers-setup.sh starts it"
-    );
     let b = Berth::with_busybox();
+    // Declared before the peers' guard, so it is stopped after their cleanup.
+    let _own_dockerd = (!docker_answers()).then(OwnDockerd::start);
     let pid = std::process::id();
     let tar = b.tmp.path().join("bb.tar");
     let tar = tar.to_str().unwrap();
