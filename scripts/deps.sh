@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(busybox-static libseccomp-dev pkg-config iproute2 nftables iptables)
 if [ "${1:-}" = --peers ]; then
-  pkgs+=(podman containerd docker.io runc crun skopeo tar docker-registry)
+  pkgs+=(podman netavark containerd docker.io runc crun skopeo tar docker-registry)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
