@@ -514,13 +514,35 @@ fn write_done(dir: &Path, diff_id: &Digest) -> Result<()> {
 }
 
 /// Filesystems whose fsync of one file commits every metadata change made before it.
+///
+/// ext4 only with a journal: without one (as this machine's root) fsync writes the file,
+/// its inode and the directories that name it, and nothing else, so the layer's other
+/// inodes and directories could be lost behind a durable marker.
 fn journal_commits_all(file: &File) -> bool {
     const EXT4_SUPER_MAGIC: i64 = 0xEF53;
     const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
-    nix::sys::statfs::fstatfs(file).is_ok_and(|s| {
-        let t = s.filesystem_type().0;
-        t == EXT4_SUPER_MAGIC || t == XFS_SUPER_MAGIC
-    })
+    match nix::sys::statfs::fstatfs(file).map(|s| s.filesystem_type().0) {
+        Ok(EXT4_SUPER_MAGIC) => ext4_has_journal(file),
+        Ok(XFS_SUPER_MAGIC) => true,
+        _ => false,
+    }
+}
+
+/// Whether the ext4 filesystem holding `file` has a journal, from
+/// `/sys/fs/ext4/<device>/journal_task` ("<none>" without one). Unknown counts as no.
+fn ext4_has_journal(file: &File) -> bool {
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let Ok(device) = fs::read_link(format!("/sys/dev/block/{major}:{minor}")) else {
+        return false;
+    };
+    let Some(name) = device.file_name() else {
+        return false;
+    };
+    let task = Path::new("/sys/fs/ext4").join(name).join("journal_task");
+    fs::read_to_string(task).is_ok_and(|t| t.trim() != "<none>")
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
