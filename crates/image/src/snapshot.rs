@@ -123,6 +123,8 @@ fn errno_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> 
 #[derive(Debug, Clone)]
 pub struct Snapshots {
     dir: PathBuf,
+    /// Whether a new snapshot is made durable before it is marked done (see `unsynced`).
+    sync: bool,
 }
 
 impl Snapshots {
@@ -130,7 +132,17 @@ impl Snapshots {
     pub fn open(root: &Path) -> Result<Snapshots> {
         let dir = root.join("snapshots");
         fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-        Ok(Snapshots { dir })
+        Ok(Snapshots { dir, sync: true })
+    }
+
+    /// The same snapshots, but a new one is marked done and renamed into place without
+    /// waiting for the disk. Only for chains listed in a `pending::Pending` record, which
+    /// has them unpacked again if a crash comes before they were synced.
+    pub fn unsynced(&self) -> Snapshots {
+        Snapshots {
+            sync: false,
+            ..self.clone()
+        }
     }
 
     /// The `snapshots` directory itself.
@@ -215,11 +227,15 @@ impl Snapshots {
             layer: diff_id.clone(),
             source: e.into(),
         })?;
-        let unpacked =
-            unpack_layer(&mut reader, &fs_dir).map_err(|source| SnapshotError::Unpack {
-                layer: diff_id.clone(),
-                source,
-            })?;
+        let unpacked = if self.sync {
+            unpack_layer(&mut reader, &fs_dir)
+        } else {
+            unpack::unpack_layer_unsynced(&mut reader, &fs_dir)
+        }
+        .map_err(|source| SnapshotError::Unpack {
+            layer: diff_id.clone(),
+            source,
+        })?;
         if unpacked.diff_id != diff_id.to_string() {
             return Err(SnapshotError::DiffIdMismatch {
                 layer: diff_id.clone(),
@@ -230,9 +246,11 @@ impl Snapshots {
             layer: diff_id.clone(),
             source: e.into(),
         })?;
-        write_done(&scratch.dir, diff_id)?;
+        write_done(&scratch.dir, diff_id, self.sync)?;
         scratch.persist(&self.chain_dir(chain))?;
-        sync_dir(&self.dir)?;
+        if self.sync {
+            sync_dir(&self.dir)?;
+        }
         drop(lock);
         Ok(path)
     }
@@ -501,11 +519,15 @@ fn mark_top_dir(dir: &Path) {
 /// own writeback); what is left is the metadata of every file and directory. On ext4 and
 /// XFS one fsync commits the journal up to that point, all of it included. Elsewhere
 /// (btrfs logs per file) syncfs: one call instead of thousands of fsyncs.
-fn write_done(dir: &Path, diff_id: &Digest) -> Result<()> {
+/// Without `sync` only the marker is written (an unsynced snapshot, see `unsynced`).
+fn write_done(dir: &Path, diff_id: &Digest, sync: bool) -> Result<()> {
     let path = dir.join(DONE);
     let mut file = File::create(&path).map_err(io_err("creating", &path))?;
     file.write_all(format!("{diff_id}\n").as_bytes())
         .map_err(io_err("writing", &path))?;
+    if !sync {
+        return Ok(());
+    }
     if journal_commits_all(&file) {
         file.sync_all().map_err(io_err("syncing", &path))
     } else {

@@ -76,7 +76,21 @@ fn stream_position(after: &str) -> String {
 /// metacopy) and only whiteouts may steer the mount.
 ///
 /// On error `dest` holds a partial layer and the caller must delete it.
+///
+/// Returns once the files' data is on disk (their metadata is the caller's to sync); see
+/// [`unpack_layer_unsynced`] for not waiting.
 pub fn unpack_layer(blob: impl Read, dest: &Path) -> Result<Unpacked, Error> {
+    unpack(blob, dest, true)
+}
+
+/// [`unpack_layer`] without waiting for the disk: the files are left to the kernel's
+/// writeback. For a caller that records the layer as not yet durable and syncs later
+/// (`pending`).
+pub fn unpack_layer_unsynced(blob: impl Read, dest: &Path) -> Result<Unpacked, Error> {
+    unpack(blob, dest, false)
+}
+
+fn unpack(blob: impl Read, dest: &Path, wait_for_data: bool) -> Result<Unpacked, Error> {
     let root = nix::fcntl::open(
         dest,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -91,7 +105,7 @@ pub fn unpack_layer(blob: impl Read, dest: &Path) -> Result<Unpacked, Error> {
         source,
     })?;
     let mut stream = Hashing::new(stream);
-    let mut snapshot = Snapshot::new(root);
+    let mut snapshot = Snapshot::new(root, wait_for_data);
     let mut last = String::new();
     {
         let mut archive = tar::Archive::new(&mut stream);
@@ -370,8 +384,9 @@ fn failed<'a, E: Into<io::Error>>(
 /// syncfs would also wait for every other dirty page of the filesystem, which made a pull
 /// right after another engine's (or an `rm -rf`) take seconds. Metadata is left to the
 /// journal commit of the snapshot's marker (snapshot.rs, `write_done`).
-#[derive(Default)]
 struct Writeback {
+    /// False: nothing is written back early or waited for.
+    enabled: bool,
     pending: Vec<File>,
 }
 
@@ -380,6 +395,9 @@ impl Writeback {
     const BATCH: usize = 256;
 
     fn push(&mut self, file: File) -> io::Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
         sync_range(&file, libc::SYNC_FILE_RANGE_WRITE)?;
         self.pending.push(file);
         if self.pending.len() >= Self::BATCH {
@@ -425,13 +443,16 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(root: OwnedFd) -> Self {
+    fn new(root: OwnedFd, wait_for_data: bool) -> Self {
         Snapshot {
             root,
             dir_times: BTreeMap::new(),
             entries: 0,
             buf: vec![0; 64 * 1024],
-            writeback: Writeback::default(),
+            writeback: Writeback {
+                enabled: wait_for_data,
+                pending: Vec::new(),
+            },
         }
     }
 
