@@ -398,6 +398,9 @@ impl ImageStore {
 
     fn collect(&self) -> Result<GcReport> {
         let mut report = GcReport::default();
+        let pending_dir = self.root.join("pending");
+        pending::settle_abandoned(&self.root)
+            .map_err(|source| lock_err("settling unsynced writes in", &pending_dir, source))?;
         self.blobs.clean_ingest()?;
         self.snapshots.clean()?;
         let blobs = self.meta.referenced_blobs()?;

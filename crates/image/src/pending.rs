@@ -49,9 +49,10 @@ pub struct Pending {
     /// `pending/`, whose filesystem (the store's) is synced before the record is removed
     /// from it; by descriptor, so a store moved meanwhile still loses its record.
     dir: File,
-    /// Locked while the record is in use, so recovery in a later boot never races a writer
-    /// of this one (it only handles records of other boots anyway).
-    _lock: Flock<File>,
+    /// The record, flock'ed while it is in use (the writer, then the settling grandchild),
+    /// so `settle_abandoned` leaves it alone. A plain `File`, not a `Flock`: dropping that
+    /// would unlock the open file description the grandchild shares.
+    lock: File,
 }
 
 impl Pending {
@@ -87,10 +88,15 @@ impl Pending {
                 Err(e) => return Err(e),
             }
         };
-        let mut lock =
-            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))?;
-        let written = lock
-            .write_all(text.as_bytes())
+        let mut lock = file;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let written = if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        };
+        let written = written
+            .and_then(|()| lock.write_all(text.as_bytes()))
             .and_then(|()| lock.sync_all())
             .and_then(|()| File::open(&dir)?.sync_all());
         if let Err(e) = written {
@@ -100,7 +106,7 @@ impl Pending {
         Ok(Some(Pending {
             dir: File::open(&dir)?,
             path,
-            _lock: lock,
+            lock,
         }))
     }
 
@@ -127,7 +133,12 @@ impl Drop for Pending {
             Ok(f) => f,
             Err(_) => return sync_and_forget(self.dir.as_raw_fd(), &record),
         };
-        if !settle_detached(self.dir.as_raw_fd(), devnull.as_raw_fd(), &record) {
+        let fds = Fds {
+            dir: self.dir.as_raw_fd(),
+            lock: self.lock.as_raw_fd(),
+            devnull: devnull.as_raw_fd(),
+        };
+        if !settle_detached(fds, &record) {
             sync_and_forget(self.dir.as_raw_fd(), &record);
         }
     }
@@ -144,11 +155,21 @@ fn sync_and_forget(dir: RawFd, record: &CString) {
     }
 }
 
-/// Forks twice; the grandchild (in its own session, stdio on /dev/null, only `dir` open)
-/// syncs and removes the record. Returns false if the first fork failed.
-fn settle_detached(dir: RawFd, devnull: RawFd, record: &CString) -> bool {
+/// What the settling grandchild keeps.
+#[derive(Clone, Copy)]
+struct Fds {
+    /// `pending/`, to sync and to remove the record from.
+    dir: RawFd,
+    /// The record's lock, kept so GC sees the record as in hand (`settle_abandoned`).
+    lock: RawFd,
+    devnull: RawFd,
+}
+
+/// Forks twice; the grandchild (in its own session, stdio on /dev/null, only the directory
+/// and the lock open) syncs and removes the record. Returns false if the first fork failed.
+fn settle_detached(fds: Fds, record: &CString) -> bool {
     // SAFETY: between fork and _exit the children only make async-signal-safe calls
-    // (setsid, dup2, close_range, syncfs, unlink, fork, _exit) on values prepared before
+    // (setsid, fcntl, dup2, close_range, syncfs, unlinkat, fork, _exit) on values prepared before
     // the fork; nothing allocates or takes a lock another thread may hold.
     unsafe {
         let child = libc::fork();
@@ -162,15 +183,17 @@ fn settle_detached(dir: RawFd, devnull: RawFd, record: &CString) -> bool {
                 libc::_exit(0);
             }
             libc::setsid();
+            // Copies above 3 and 4 (and stdio, which may be closed), so no dup2 below
+            // overwrites a descriptor still to be moved.
+            let dir = libc::fcntl(fds.dir, libc::F_DUPFD, 10);
+            let lock = libc::fcntl(fds.lock, libc::F_DUPFD, 10);
             for fd in 0..3 {
-                libc::dup2(devnull, fd);
+                libc::dup2(fds.devnull, fd);
             }
-            let keep = 3;
-            if dir != keep {
-                libc::dup2(dir, keep);
-            }
-            libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
-            sync_and_forget(keep, record);
+            libc::dup2(dir, 3);
+            libc::dup2(lock, 4);
+            libc::syscall(libc::SYS_close_range, 5, libc::c_uint::MAX, 0);
+            sync_and_forget(3, record);
             libc::_exit(0);
         }
         let mut status = 0;
@@ -178,6 +201,53 @@ fn settle_detached(dir: RawFd, devnull: RawFd, record: &CString) -> bool {
         }
     }
     true
+}
+
+/// Settles the records of this boot that no live writer holds (a pull killed before its
+/// drop, or a settle already under way): one syncfs, then they are removed. Returns how many
+/// went. Without this they would wait for the next boot, which would then distrust
+/// content that has long been on disk.
+pub fn settle_abandoned(root: &Path) -> io::Result<usize> {
+    let dir = root.join(DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let boot = boot_id()?;
+    let mut held = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("{boot}-"))
+        {
+            continue;
+        }
+        let Ok(file) = File::open(entry.path()) else {
+            continue;
+        };
+        if let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            held.push((entry.path(), lock));
+        }
+    }
+    if held.is_empty() {
+        return Ok(0);
+    }
+    // Everything their writers wrote was written before those writers let go of the lock.
+    nix::unistd::syncfs(&File::open(&dir)?)?;
+    let mut removed = 0;
+    for (path, lock) in held {
+        let same = fs::metadata(&path)
+            .ok()
+            .zip(lock.metadata().ok())
+            .is_some_and(|(a, b)| a.ino() == b.ino() && a.dev() == b.dev());
+        if same && fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// One record of an earlier boot, locked: what it names must be checked before the store is
@@ -297,6 +367,33 @@ mod tests {
             assert!(Instant::now() < deadline, "the record was never settled");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn abandoned_records_of_this_boot_are_settled_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = Digest::sha256_of(b"blob");
+        let live = Pending::begin(dir.path(), std::slice::from_ref(&blob), &[])
+            .unwrap()
+            .unwrap();
+        // A writer killed before its drop: the record, with no lock on it.
+        let killed = dir
+            .path()
+            .join(DIR)
+            .join(format!("{}-999999-0", boot_id().unwrap()));
+        fs::write(&killed, format!("blob {blob}\n")).unwrap();
+        // Another boot's record is recovery's, not this.
+        let earlier = dir
+            .path()
+            .join(DIR)
+            .join("00000000-0000-4000-8000-000000000000-1-0");
+        fs::write(&earlier, format!("blob {blob}\n")).unwrap();
+
+        assert_eq!(settle_abandoned(dir.path()).unwrap(), 1);
+        assert!(!killed.exists());
+        assert!(live.path().exists(), "a live writer's record stays");
+        assert!(earlier.exists());
+        drop(live);
     }
 
     #[test]
