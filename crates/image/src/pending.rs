@@ -203,8 +203,8 @@ fn settle_detached(fds: Fds, record: &CString) -> bool {
     true
 }
 
-/// Settles the records of this boot that no live writer holds (a pull killed before its
-/// drop, or a settle already under way): one syncfs, then they are removed. Returns how many
+/// Settles the records of this boot that no live process holds (a pull or its settling
+/// grandchild killed before the record was removed): one syncfs, then they are removed. Returns how many
 /// went. Without this they would wait for the next boot, which would then distrust
 /// content that has long been on disk.
 pub fn settle_abandoned(root: &Path) -> io::Result<usize> {
@@ -279,10 +279,15 @@ pub fn stale(root: &Path) -> io::Result<Vec<Stale>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let boot = boot_id()?;
+    // Read only when there is a record: every berth command opens the store.
+    let mut boot = None;
     let mut records = Vec::new();
     for entry in entries {
         let entry = entry?;
+        let boot = match &boot {
+            Some(boot) => boot,
+            None => boot.insert(boot_id()?),
+        };
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with(&format!("{boot}-")) {
