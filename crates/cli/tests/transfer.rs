@@ -188,3 +188,76 @@ fn login_needs_a_password_source() {
     ]);
     assert!(err.contains("mutually exclusive"), "{err}");
 }
+
+/// A power cut after a pull, before its background sync: the next boot finds the pull's
+/// record of what it wrote unsynced (made here by hand, as `image::pending` writes it,
+/// under another boot's id) and must not trust what it names. The layer blob lost its
+/// data: the image is no longer listed, the blob and snapshots are gone, and the next
+/// pull downloads and unpacks the layer again.
+#[test]
+fn a_pull_cut_off_before_its_sync_is_checked_after_the_reboot() {
+    let reg = Registry::start();
+    let b = Berth::new();
+    b.import("local/bb:1");
+    let dest = format!("{}/cut/bb:v1", reg.host());
+    b.ok(&["push", "local/bb:1", &dest]);
+
+    let c = Berth::new();
+    c.ok(&["pull", "-q", &dest]);
+    let id = c.image_id(&dest);
+    let root = c.root();
+    let names = |dir: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect();
+        names.sort();
+        names
+    };
+    let blobs = names("blobs/sha256");
+    let snapshots = names("snapshots");
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let layer = blobs
+        .iter()
+        .max_by_key(|b| {
+            std::fs::metadata(root.join("blobs/sha256").join(b))
+                .unwrap()
+                .len()
+        })
+        .unwrap()
+        .clone();
+    std::fs::write(root.join("blobs/sha256").join(&layer), b"").unwrap();
+    let mut record = String::new();
+    for blob in &blobs {
+        record += &format!("blob sha256:{blob}\n");
+    }
+    record += &format!("snapshot sha256:{}\n", snapshots[0]);
+    let pending = root.join("pending");
+    std::fs::create_dir_all(&pending).unwrap();
+    let stale = pending.join("00000000-0000-4000-8000-000000000000-1-0");
+    std::fs::write(&stale, record).unwrap();
+
+    assert_eq!(
+        c.ok(&["images", "-q"]),
+        "",
+        "an image missing its layer is not listed"
+    );
+    assert!(!stale.exists());
+    assert!(!names("blobs/sha256").contains(&layer));
+    assert!(
+        names("snapshots").is_empty(),
+        "the unsynced snapshot is not trusted"
+    );
+
+    let out = c.ok(&["pull", &dest]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    assert_eq!(c.image_id(&dest), id);
+    assert!(names("blobs/sha256").contains(&layer));
+    assert_eq!(names("snapshots"), snapshots, "unpacked again");
+    let hello = root
+        .join("snapshots")
+        .join(&snapshots[0])
+        .join("fs/etc/hello");
+    assert!(hello.is_file(), "{}", hello.display());
+}

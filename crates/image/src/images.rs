@@ -20,6 +20,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::digest::Digest;
 use crate::meta::{Deletion, ImageRow, LayerRow, Meta, MetaError, NewImage};
+use crate::pending;
 use crate::reference::Reference;
 use crate::snapshot::{SnapshotError, Snapshots};
 use crate::store::{BlobStore, StoreError};
@@ -96,12 +97,60 @@ impl ImageStore {
     pub fn open(root: &Path) -> Result<ImageStore> {
         // The blob store creates `root` itself; the others expect it.
         let blobs = BlobStore::open(root)?;
-        Ok(ImageStore {
+        let store = ImageStore {
             blobs,
             meta: Meta::open(root)?,
             snapshots: Snapshots::open(root)?,
             root: root.to_path_buf(),
-        })
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// Checks what earlier boots wrote without syncing (`pending`): a record still there
+    /// means the machine went down before the sync, so each blob it names is hashed again
+    /// and removed unless it matches, each snapshot is removed (unpacked again from its
+    /// blob on first use), and images that now miss a blob are deleted. GC is held off
+    /// meanwhile; the record goes only once the repairs are on disk.
+    fn recover(&self) -> Result<()> {
+        let pending_dir = self.root.join("pending");
+        let records = pending::stale(&self.root)
+            .map_err(|source| lock_err("checking unsynced writes in", &pending_dir, source))?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.gc_lock(FlockArg::LockExclusive)?;
+        for record in records {
+            for blob in &record.blobs {
+                if self.blobs.contains(blob) && self.blobs.verify(blob).is_err() {
+                    self.blobs.remove(blob)?;
+                }
+            }
+            for chain in &record.chains {
+                self.snapshots.remove(chain)?;
+            }
+            self.delete_incomplete_images()?;
+            File::open(&self.root)
+                .and_then(|root| Ok(nix::unistd::syncfs(&root)?))
+                .and_then(|()| record.forget())
+                .map_err(|source| lock_err("syncing the repairs of", &pending_dir, source))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes (with their tags) the images one of whose blobs is not in the store.
+    fn delete_incomplete_images(&self) -> Result<()> {
+        for image in self.meta.list()? {
+            let layers = self.meta.layers_of(&image.id)?;
+            let blobs = [&image.manifest, &image.id]
+                .into_iter()
+                .chain(layers.iter().map(|l| &l.blob));
+            let complete = blobs.into_iter().all(|b| self.blobs.contains(b));
+            if !complete {
+                self.meta.delete_image(&image.id)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -349,6 +398,9 @@ impl ImageStore {
 
     fn collect(&self) -> Result<GcReport> {
         let mut report = GcReport::default();
+        let pending_dir = self.root.join("pending");
+        pending::settle_abandoned(&self.root)
+            .map_err(|source| lock_err("settling unsynced writes in", &pending_dir, source))?;
         self.blobs.clean_ingest()?;
         self.snapshots.clean()?;
         let blobs = self.meta.referenced_blobs()?;
@@ -405,6 +457,7 @@ fn one_repository(tags: &[Reference]) -> bool {
 mod tests {
     use super::*;
     use crate::snapshot::{mount_overlay, unmount};
+    use std::fs;
     use std::io::Write;
 
     fn r(s: &str) -> Reference {
@@ -511,6 +564,80 @@ mod tests {
         fn drop(&mut self) {
             let _ = nix::mount::umount2(self.0, nix::mount::MntFlags::MNT_DETACH);
         }
+    }
+
+    /// What a pull leaves when the machine goes down before its background sync: a record
+    /// of an earlier boot naming what was written unsynced. The blob whose data did not
+    /// survive goes, with the image that needs it; the intact blob stays; every snapshot
+    /// named is dropped and unpacked again on first use, so a file whose data was lost comes
+    /// back. A record of this boot belongs to a pull still running or settling: untouched.
+    #[test]
+    fn unsynced_writes_of_an_earlier_boot_are_checked_again() {
+        let (dir, store) = store();
+        let base = layer(&[("etc/kept", "yes")], true);
+        let top = layer(&[("etc/lost", "gone")], true);
+        let kept = build(&store, "kept", &[&base]);
+        let lost = build(&store, "lost", &[&base, &top]);
+        store.register(kept.clone(), &[]).unwrap();
+        store.register(lost.clone(), &[]).unwrap();
+        store.rootfs_layers(&kept.config).unwrap();
+        store.rootfs_layers(&lost.config).unwrap();
+        let chains: Vec<Digest> = store
+            .meta
+            .layers_of(&lost.config)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.chain_id)
+            .collect();
+        let (base_blob, top_blob) = (&lost.layers[0].0, &lost.layers[1].0);
+
+        // The power cut: the top blob's data never reached the disk, nor one of the base
+        // snapshot's files.
+        fs::write(store.blobs.path(top_blob), b"").unwrap();
+        let file = store.snapshots.path(&chains[0]).join("etc/kept");
+        fs::write(&file, b"").unwrap();
+        let pending = dir.path().join("pending");
+        fs::create_dir_all(&pending).unwrap();
+        let earlier = "00000000-0000-4000-8000-000000000000";
+        let boot = pending::boot_id().unwrap();
+        assert_ne!(boot, earlier);
+        let record = pending.join(format!("{earlier}-4242-0"));
+        fs::write(
+            &record,
+            format!(
+                "blob {base_blob}\nblob {top_blob}\nsnapshot {}\nsnapshot {}\n",
+                chains[0], chains[1]
+            ),
+        )
+        .unwrap();
+        let running = pending.join(format!("{boot}-4242-1"));
+        fs::write(&running, format!("blob {base_blob}\n")).unwrap();
+        drop(store);
+
+        let store = ImageStore::open(dir.path()).unwrap();
+        assert!(!record.exists(), "the earlier boot's record is done with");
+        assert!(running.exists(), "this boot's record is left to its writer");
+        assert!(
+            !store.blobs.contains(top_blob),
+            "a blob that fails its digest goes"
+        );
+        store.blobs.verify(base_blob).unwrap();
+        assert!(
+            store.meta.image(&lost.config).unwrap().is_none(),
+            "an image missing a blob is not claimed"
+        );
+        assert!(store.meta.image(&kept.config).unwrap().is_some());
+        assert!(!store.snapshots.contains(&chains[0]));
+        assert!(!store.snapshots.contains(&chains[1]));
+        let lowers = store.rootfs_layers(&kept.config).unwrap();
+        assert_eq!(
+            fs::read_to_string(lowers[0].join("etc/kept")).unwrap(),
+            "yes"
+        );
+        // Opening again finds nothing more to check.
+        drop(store);
+        ImageStore::open(dir.path()).unwrap();
+        assert!(running.exists());
     }
 
     #[test]

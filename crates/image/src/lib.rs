@@ -6,6 +6,7 @@ pub mod digest;
 pub mod images;
 pub mod manifest;
 pub mod meta;
+pub mod pending;
 pub mod reference;
 pub mod snapshot;
 pub mod store;

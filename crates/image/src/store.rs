@@ -69,6 +69,8 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 pub struct BlobStore {
     blobs: PathBuf,
     ingest: PathBuf,
+    /// Whether a commit waits for the disk (see `unsynced`).
+    sync: bool,
 }
 
 impl BlobStore {
@@ -78,11 +80,23 @@ impl BlobStore {
         let store = BlobStore {
             ingest: blobs.join("ingest"),
             blobs,
+            sync: true,
         };
         for dir in [store.algorithm_dir(Algorithm::Sha256), store.ingest.clone()] {
             fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
         }
         Ok(store)
+    }
+
+    /// The same store, but commits do not wait for the disk: a blob is renamed into place
+    /// as soon as its digest matches, with neither its data nor the rename synced. Only for
+    /// blobs listed in a `pending::Pending` record, which keeps them from being trusted
+    /// after a crash until they are verified again.
+    pub fn unsynced(&self) -> BlobStore {
+        BlobStore {
+            sync: false,
+            ..self.clone()
+        }
     }
 
     /// Where the blob lives (or would live) on disk.
@@ -236,6 +250,7 @@ impl BlobStore {
             expected: expected.clone(),
             size: expected_size,
             dir: self.algorithm_dir(expected.algorithm()),
+            sync: self.sync,
         })
     }
 
@@ -389,6 +404,7 @@ pub struct BlobWriter {
     size: Option<u64>,
     /// `blobs/<algorithm>`, where the blob goes on commit.
     dir: PathBuf,
+    sync: bool,
 }
 
 impl BlobWriter {
@@ -429,15 +445,20 @@ impl BlobWriter {
             expected,
             size,
             dir,
+            sync,
         } = self;
         check_content(&expected, size, hasher)?;
-        file.sync()?;
+        if sync {
+            file.sync()?;
+        }
         fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
         let dest = dir.join(expected.hex());
         file.commit(&dest)?;
         // The rename is only durable once the directory is. If this fails the blob is already
         // in place and valid; the error reports that durability is not guaranteed.
-        sync_dir(&dir)?;
+        if sync {
+            sync_dir(&dir)?;
+        }
         Ok(dest)
     }
 }

@@ -76,7 +76,21 @@ fn stream_position(after: &str) -> String {
 /// metacopy) and only whiteouts may steer the mount.
 ///
 /// On error `dest` holds a partial layer and the caller must delete it.
+///
+/// Returns once the files' data is on disk (their metadata is the caller's to sync); see
+/// [`unpack_layer_unsynced`] for not waiting.
 pub fn unpack_layer(blob: impl Read, dest: &Path) -> Result<Unpacked, Error> {
+    unpack(blob, dest, true)
+}
+
+/// [`unpack_layer`] without waiting for the disk: the files are left to the kernel's
+/// writeback. For a caller that records the layer as not yet durable and syncs later
+/// (`pending`).
+pub fn unpack_layer_unsynced(blob: impl Read, dest: &Path) -> Result<Unpacked, Error> {
+    unpack(blob, dest, false)
+}
+
+fn unpack(blob: impl Read, dest: &Path, wait_for_data: bool) -> Result<Unpacked, Error> {
     let root = nix::fcntl::open(
         dest,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -91,7 +105,7 @@ pub fn unpack_layer(blob: impl Read, dest: &Path) -> Result<Unpacked, Error> {
         source,
     })?;
     let mut stream = Hashing::new(stream);
-    let mut snapshot = Snapshot::new(root);
+    let mut snapshot = Snapshot::new(root, wait_for_data);
     let mut last = String::new();
     {
         let mut archive = tar::Archive::new(&mut stream);
@@ -370,8 +384,9 @@ fn failed<'a, E: Into<io::Error>>(
 /// syncfs would also wait for every other dirty page of the filesystem, which made a pull
 /// right after another engine's (or an `rm -rf`) take seconds. Metadata is left to the
 /// journal commit of the snapshot's marker (snapshot.rs, `write_done`).
-#[derive(Default)]
 struct Writeback {
+    /// False: nothing is written back early or waited for.
+    enabled: bool,
     pending: Vec<File>,
 }
 
@@ -380,6 +395,9 @@ impl Writeback {
     const BATCH: usize = 256;
 
     fn push(&mut self, file: File) -> io::Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
         sync_range(&file, libc::SYNC_FILE_RANGE_WRITE)?;
         self.pending.push(file);
         if self.pending.len() >= Self::BATCH {
@@ -425,13 +443,16 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(root: OwnedFd) -> Self {
+    fn new(root: OwnedFd, wait_for_data: bool) -> Self {
         Snapshot {
             root,
             dir_times: BTreeMap::new(),
             entries: 0,
             buf: vec![0; 64 * 1024],
-            writeback: Writeback::default(),
+            writeback: Writeback {
+                enabled: wait_for_data,
+                pending: Vec::new(),
+            },
         }
     }
 
@@ -476,10 +497,16 @@ impl Snapshot {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| refused(shown, "symlink has no target".into()))?;
-                self.clear(&parent, name, &full, false)
-                    .map_err(failed(shown, "removing what was there"))?;
-                symlinkat(OsStr::from_bytes(&target), &parent, name)
-                    .map_err(failed(shown, "creating symlink"))?;
+                let target = OsStr::from_bytes(&target);
+                match symlinkat(target, &parent, name) {
+                    Err(Errno::EEXIST) => {
+                        self.clear(&parent, name, &full, false)
+                            .map_err(failed(shown, "removing what was there"))?;
+                        symlinkat(target, &parent, name)
+                    }
+                    created => created,
+                }
+                .map_err(failed(shown, "creating symlink"))?;
                 Node::Symlink
             }
             EntryType::Link => return self.put_hardlink(&parent, name, &full, entry, shown),
@@ -532,10 +559,17 @@ impl Snapshot {
     }
 
     fn put_dir(&mut self, parent: &OwnedFd, name: &OsStr, full: &Path) -> nix::Result<()> {
+        let mode = Mode::from_bits_truncate(0o700);
+        // Created first and cleared only if the name is taken: nearly every entry of a
+        // layer is new, and a stat before each create was one syscall per entry.
+        match mkdirat(parent, name, mode) {
+            Err(Errno::EEXIST) => {}
+            made => return made,
+        }
         if self.clear(parent, name, full, true)? {
             return Ok(());
         }
-        mkdirat(parent, name, Mode::from_bits_truncate(0o700))
+        mkdirat(parent, name, mode)
     }
 
     fn put_file<R: Read>(
@@ -546,14 +580,18 @@ impl Snapshot {
         entry: &mut tar::Entry<R>,
         shown: &str,
     ) -> Result<(), Error> {
-        self.clear(parent, name, full, false)
-            .map_err(failed(shown, "removing what was there"))?;
-        let fd = openat(
-            parent,
-            name,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mode = Mode::from_bits_truncate(0o600);
+        // O_EXCL fails on any existing name, a symlink included; only then is it cleared.
+        let fd = match openat(parent, name, flags, mode) {
+            Err(Errno::EEXIST) => {
+                self.clear(parent, name, full, false)
+                    .map_err(failed(shown, "removing what was there"))?;
+                openat(parent, name, flags, mode)
+            }
+            created => created,
+        }
         .map_err(failed(shown, "creating file"))?;
         let mut file = File::from(fd);
         // Copied by hand rather than io::copy so a broken stream is told apart from a full disk.
@@ -651,8 +689,13 @@ impl Snapshot {
         )
         .map_err(failed(shown, "setting owner"))?;
         if node != Node::Symlink {
+            // Following is safe and cheap here: `name` is the directory, file or node this
+            // pass just made (or a directory it kept, known not to be a symlink), and nothing
+            // else writes the scratch tree. With NoFollowSymlink glibc emulates fchmodat by
+            // an O_PATH open, an fstat and a chmod of /proc/self/fd/N: four syscalls and a
+            // procfs walk per entry instead of one.
             let mode = Mode::from_bits_truncate(meta.mode);
-            fchmodat(parent, name, mode, FchmodatFlags::NoFollowSymlink)
+            fchmodat(parent, name, mode, FchmodatFlags::FollowSymlink)
                 .map_err(failed(shown, "setting mode"))?;
         }
         if !meta.xattrs.is_empty() {

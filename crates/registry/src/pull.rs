@@ -10,18 +10,28 @@
 //! database once `register` ran. The store's writer lock is held from the first blob to
 //! the registration, so GC cannot collect blobs in between.
 //!
+//! Nothing in a pull waits for the disk but one small file: once manifest and config are
+//! verified in memory, the blobs and snapshots the store lacks are listed in a durable
+//! record (`image::pending`), then written unsynced; the record's drop syncs them in a
+//! detached process. A power cut before that sync has the next boot check them again
+//! (blobs re-hashed, snapshots unpacked again, images missing a blob deleted).
+//!
 //! Two pulls sharing a layer (threads or processes) serialise on the snapshot's lock: the
 //! first downloads and unpacks, the second waits, then finds snapshot and blob in place.
 //! (Layers shared at different heights have different chain ids, so they are fetched by
 //! both: the snapshots differ anyway.)
 
+use std::io::Read;
 use std::sync::atomic::AtomicBool;
 
 use image::digest::Digest;
 use image::images::ImageStore;
 use image::manifest::{self, Parsed, Platform};
 use image::meta::{chain_ids, ImageRow, NewImage};
+use image::pending::Pending;
 use image::reference::Reference;
+use image::snapshot::Snapshots;
+use image::store::{BlobStore, StoreError};
 use oci_spec::image::ImageManifest;
 use serde::Deserialize;
 
@@ -81,9 +91,6 @@ fn pull_image(
     let (digest, bytes, manifest) = resolve_manifest(&client, reference, platform)?;
 
     let _writer = store.writer_lock()?;
-    store
-        .blobs
-        .ingest(&digest, Some(bytes.len() as u64), bytes.as_slice())?;
     let config = Digest::try_from(manifest.config().digest())?;
     let config_bytes = fetch_config(
         store,
@@ -105,8 +112,20 @@ fn pull_image(
             progress: Progress::Waiting,
         });
     }
+    // From here on nothing waits for the disk: what is missing is listed in a durable
+    // record first, which has it checked again should the machine go down before the
+    // record's background sync (image::pending).
+    let _pending = begin_pending(store, &digest, &config, &layers)?;
+    let (blobs, snapshots) = (store.blobs.unsynced(), store.snapshots.unsynced());
+    blobs.ingest(&digest, Some(bytes.len() as u64), bytes.as_slice())?;
+    blobs.ingest(
+        &config,
+        Some(config_bytes.len() as u64),
+        config_bytes.as_slice(),
+    )?;
     let job = Job {
-        store,
+        blobs,
+        snapshots,
         client: &client,
         repository,
         progress,
@@ -169,7 +188,37 @@ fn resolve_manifest(
     }
 }
 
-/// The config blob, from the store or downloaded (verified as it is stored).
+/// Records the blobs and snapshots of the image that the store lacks, before they are
+/// written without syncs. Those present are someone else's: synced, or in their record.
+fn begin_pending(
+    store: &ImageStore,
+    manifest: &Digest,
+    config: &Digest,
+    layers: &[Layer],
+) -> Result<Option<Pending>, ErrorKind> {
+    let blobs: Vec<Digest> = [manifest, config]
+        .into_iter()
+        .chain(layers.iter().map(|l| &l.blob))
+        .filter(|b| !store.blobs.contains(b))
+        .cloned()
+        .collect();
+    let chains: Vec<Digest> = layers
+        .iter()
+        .map(|l| &l.chain)
+        .filter(|c| !store.snapshots.contains(c))
+        .cloned()
+        .collect();
+    Pending::begin(store.root(), &blobs, &chains).map_err(|source| {
+        ErrorKind::Store(StoreError::Io {
+            action: "recording unsynced writes in",
+            path: store.root().join("pending"),
+            source,
+        })
+    })
+}
+
+/// The config's bytes, from the store or downloaded into memory (stored later, under the
+/// pull's record), verified either way.
 fn fetch_config(
     store: &ImageStore,
     client: &Client,
@@ -184,12 +233,25 @@ fn fetch_config(
             reason: format!("{size} bytes is more than the {CONFIG_MAX} allowed"),
         });
     }
-    if !store.blobs.contains(config) {
-        let stream = client.get_blob(repository, config)?;
-        check_length(config, stream.length, size)?;
-        store.blobs.ingest(config, Some(size), stream.reader)?;
+    if store.blobs.contains(config) {
+        return Ok(store.blobs.read(config)?);
     }
-    Ok(store.blobs.read(config)?)
+    let stream = client.get_blob(repository, config)?;
+    check_length(config, stream.length, size)?;
+    let mut bytes = Vec::new();
+    // One byte past the declared size is enough to know the registry lied.
+    stream
+        .reader
+        .take(size + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ErrorKind::Content {
+            what: "config",
+            digest: config.clone(),
+            reason: format!("downloading: {e}"),
+        })?;
+    check_size("config", config, size, bytes.len() as u64)?;
+    check_digest("config", config, &bytes)?;
+    Ok(bytes)
 }
 
 /// Pairs the manifest's layers with the config's diff_ids.
@@ -268,7 +330,9 @@ fn check_length(digest: &Digest, length: Option<u64>, size: u64) -> Result<(), E
 
 /// What every layer of one pull shares.
 struct Job<'a> {
-    store: &'a ImageStore,
+    /// The store's blobs and snapshots, unsynced (the pull's record covers them).
+    blobs: BlobStore,
+    snapshots: Snapshots,
     client: &'a Client,
     repository: &'a str,
     progress: &'a (dyn Fn(Event) + Sync),
@@ -284,7 +348,7 @@ impl Job<'_> {
 
     /// Makes sure the store has the layer's blob and snapshot, fetching what is missing.
     fn fetch_layer(&self, layer: &Layer, cancel: &AtomicBool) -> Result<(), ErrorKind> {
-        let (blobs, snapshots) = (&self.store.blobs, &self.store.snapshots);
+        let (blobs, snapshots) = (&self.blobs, &self.snapshots);
         let have_blob = blobs.contains(&layer.blob);
         if have_blob && snapshots.contains(&layer.chain) {
             self.event(layer, Progress::Exists);
@@ -328,7 +392,7 @@ impl Job<'_> {
     ) -> Result<Download<'b>, ErrorKind> {
         let BlobStream { reader, length } = self.client.get_blob(self.repository, &layer.blob)?;
         check_length(&layer.blob, length, layer.size)?;
-        let blob = self.store.blobs.writer(&layer.blob, Some(layer.size))?;
+        let blob = self.blobs.writer(&layer.blob, Some(layer.size))?;
         let progress = Box::new(move |p| self.event(layer, p));
         Download::start(reader, blob, layer.size, progress, cancel).map_err(|e| {
             ErrorKind::Content {
