@@ -352,6 +352,89 @@ fn rebuild_is_cached_and_a_changed_source_rebuilds_from_its_step() {
     b.assert_nothing_left();
 }
 
+/// Everything a container sees of its image (not the mounts the runtime adds): each
+/// node's type and mode, owner, and for non-directories size, mtime, link count, link
+/// target and content. Directory mtimes are left out: the runtime's mount points change
+/// some of them in every container.
+const TREE_LISTING: &str = r#"
+set -e
+prune='( -path /proc -o -path /sys -o -path /dev -o -path /etc/hosts -o -path /etc/hostname -o -path /etc/resolv.conf -o -path /etc/mtab -o -path /.dockerenv ) -prune -o'
+{
+find / -mindepth 1 -xdev $prune -type d -exec stat -c 'dir %n %f %u:%g' {} +
+find / -mindepth 1 -xdev $prune ! -type d -exec stat -c 'node %N %f %u:%g %s %Y %h' {} +
+find / -mindepth 1 -xdev $prune -type f -exec md5sum {} +
+} | sort
+"#;
+
+/// A step's upper directory becomes its layer's snapshot as the build goes (nothing is
+/// unpacked from the blob the step just wrote), and a container sees the same tree from
+/// those snapshots as from the layers' blobs unpacked: whiteouts, an opaque directory,
+/// links, modes and owners included.
+#[test]
+fn built_layers_are_kept_as_snapshots_that_match_their_blobs() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("tree/keep", "keep\n"),
+            ("tree/gone", "gone\n"),
+            ("tree/sub/old", "old\n"),
+            ("tree/run.sh", "#!/bin/sh\necho run\n"),
+            ("last", "last\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1\n\
+                 COPY tree/ /data/\n\
+                 RUN rm /data/gone /bin/vi && rm -rf /data/sub && mkdir /data/sub && \
+                     echo new > /data/sub/new && ln -s keep /data/link && ln /data/keep /data/hard && \
+                     chmod 4755 /data/run.sh && chown 7:8 /data/keep && mkdir -p /var/empty && \
+                     echo more >> /etc/group\n\
+                 COPY --chmod=600 --chown=3:4 last /data/sub/\n\
+                 CMD [\"sh\"]\n",
+            ),
+        ],
+    );
+    build_ok(&b, &["-t", "snap:1"], &dir);
+    let cfg = config(&b, "snap:1");
+    let diff_ids: Vec<image::digest::Digest> = cfg["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(diff_ids.len(), 4, "{cfg}");
+    let chains = image::meta::chain_ids(&diff_ids);
+    let snapshot = |chain: &image::digest::Digest| b.root().join("snapshots").join(chain.hex());
+    // Every layer has its snapshot already, the last COPY's too, which no container of
+    // the build needed (unpacking on demand would not have made it).
+    for chain in &chains {
+        assert!(snapshot(chain).join("done").exists(), "{chain}");
+    }
+    let kept = run(&b, &["snap:1", "sh", "-c", TREE_LISTING]);
+    for want in [
+        "node /data/sub/new 81a4 0:0 4 ",
+        "node /data/sub/last 8180 3:4 5 ",
+        "node /data/run.sh 89ed 0:0 ",
+        "node /data/keep 81a4 7:8 5 ",
+        "node '/data/link' -> 'keep' a1ff 0:0 4 ",
+        "dir /var/empty 41ed 0:0",
+    ] {
+        assert!(kept.contains(want), "{want}\n{kept}");
+    }
+    for gone in ["/data/gone", "/data/sub/old", "/bin/vi "] {
+        assert!(!kept.contains(gone), "{gone}\n{kept}");
+    }
+    // The same tree when every layer is unpacked again from its blob.
+    for chain in &chains {
+        std::fs::remove_dir_all(snapshot(chain)).unwrap();
+    }
+    let unpacked = run(&b, &["snap:1", "sh", "-c", TREE_LISTING]);
+    assert!(snapshot(&chains[3]).join("done").exists());
+    assert_eq!(kept, unpacked);
+    b.assert_nothing_left();
+}
+
 #[test]
 fn dockerignore_leaves_files_out_of_the_context() {
     let b = Berth::with_busybox();

@@ -994,10 +994,9 @@ impl<'b, 'a> StageRun<'b, 'a> {
             Ok(_) => None,
             Err(_) => {
                 mkdir_p(ws.root(), &dir, (0, 0))?;
-                Some(ws.layer(&mut blobs, self.state.docker)?)
+                Some(ws.into_layer(self.engine(), &self.state, &mut blobs)?)
             }
         };
-        drop(ws);
         self.commit(key, created_by, layer, blobs)
     }
 
@@ -1113,8 +1112,18 @@ impl<'b, 'a> StageRun<'b, 'a> {
         }
         let mut blobs = NewBlobs::new(&engine.images);
         let c = engine.find(&c.id).map_err(err)?;
-        let layer = engine::fs::commit::container_layer(engine, &c, &mut blobs, self.state.docker)
+        let layer = {
+            // Holds the container's lock, so it must go before the container is removed.
+            let upper = engine::fs::commit::container_upper_layer(
+                engine,
+                &c,
+                &mut blobs,
+                self.state.docker,
+            )
             .map_err(err)?;
+            adopt(engine, &self.state, &upper.layer, &upper.dir)?;
+            upper.layer
+        };
         drop(guard);
         self.b
             .progress
@@ -1325,8 +1334,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
             }
         }
         x.finish().map_err(err)?;
-        let layer = ws.layer(&mut blobs, self.state.docker)?;
-        drop(ws);
+        let layer = ws.into_layer(engine, &self.state, &mut blobs)?;
         self.commit(key, created_by, Some(layer), blobs)
     }
 }
@@ -1427,9 +1435,45 @@ impl Workspace {
         self.root.as_fd()
     }
 
-    fn layer(&self, blobs: &mut NewBlobs, docker: bool) -> Result<Layer, BuildError> {
-        write_layer(blobs, self.upper.as_fd(), None, docker).map_err(err)
+    /// The upper directory as the step's layer; the directory itself then becomes the
+    /// layer's snapshot (over `state`'s layers), so the next step's container mounts it
+    /// as it is instead of unpacking the blob just written.
+    fn into_layer(
+        self,
+        engine: &Engine,
+        state: &State,
+        blobs: &mut NewBlobs,
+    ) -> Result<Layer, BuildError> {
+        let layer = write_layer(blobs, self.upper.as_fd(), None, state.docker).map_err(err)?;
+        let Workspace {
+            root,
+            upper,
+            _dir: dir,
+        } = self;
+        // The overlay goes before its upper directory is moved.
+        drop(root);
+        drop(upper);
+        adopt(engine, state, &layer, &dir.path().join("upper"))?;
+        Ok(layer)
     }
+}
+
+/// Keeps `dir`, the upper directory `layer` was just made from, as the layer's snapshot
+/// on top of `state`'s layers. When the chain has a snapshot already, or the directory
+/// cannot be one, it is left for the caller to delete (and the layer is unpacked from
+/// its blob if a container needs it).
+fn adopt(engine: &Engine, state: &State, layer: &Layer, dir: &Path) -> Result<(), BuildError> {
+    let mut diff_ids: Vec<Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+    diff_ids.push(layer.diff_id.clone());
+    let Some(chain) = image::meta::chain_ids(&diff_ids).pop() else {
+        return Ok(());
+    };
+    engine
+        .images
+        .snapshots
+        .adopt(&chain, &layer.diff_id, dir)
+        .map_err(err)?;
+    Ok(())
 }
 
 /// Makes `path` (absolute, in `root`) and the directories above it that are missing,
