@@ -3,10 +3,14 @@
 use crate::containers::open_engine;
 use crate::App;
 use anyhow::{bail, Context, Result};
+use build::Interrupt;
 use clap::{Args, Subcommand};
 use image::reference::Reference;
+use nix::sys::signal::{SigSet, Signal};
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 
 /// `docker build` flags.
 #[derive(Args)]
@@ -46,7 +50,46 @@ pub struct BuildArgs {
     pub context: String,
 }
 
+/// Signals that stop a build: its RUN containers are killed and removed, its step
+/// directories deleted, nothing tagged.
+const STOPPING: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+/// Takes the stopping signals (blocked before any thread exists, so that only this
+/// thread receives them) and interrupts the build with the first: no step starts after
+/// it, and the RUN containers running are killed until the build has let go of them
+/// (one may be between its creation and its start). Returns the signal received.
+fn stop_on_signals(app: &App, interrupt: Arc<Interrupt>) -> Result<Arc<AtomicI32>> {
+    let mut set = SigSet::empty();
+    for s in STOPPING {
+        set.add(s);
+    }
+    set.thread_block()?;
+    let received = Arc::new(AtomicI32::new(0));
+    let seen = received.clone();
+    let (root, runroot) = (app.root.clone(), app.runroot.clone());
+    std::thread::spawn(move || {
+        let Ok(sig) = set.wait() else { return };
+        seen.store(sig as i32, Ordering::SeqCst);
+        interrupt.interrupt();
+        let Ok(engine) = crate::containers::open_engine_at(&root, &runroot) else {
+            return;
+        };
+        // Lives until the process exits with the build's result.
+        loop {
+            for id in interrupt.running() {
+                if let Ok(c) = engine.find(&id) {
+                    let _ = engine.kill(&c, libc::SIGKILL);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    Ok(received)
+}
+
 pub fn build(app: &App, a: &BuildArgs) -> Result<i32> {
+    let interrupt = Arc::new(Interrupt::default());
+    let received = stop_on_signals(app, interrupt.clone())?;
     let (dockerfile, context) = if a.context == "-" {
         if a.file.is_some() {
             bail!("--file cannot be used with a Dockerfile on STDIN ('-')");
@@ -117,9 +160,18 @@ pub fn build(app: &App, a: &BuildArgs) -> Result<i32> {
         labels,
         platform: a.platform.clone(),
         quiet: a.quiet,
+        interrupt,
     };
     let engine = open_engine(app)?;
-    let id = build::build(&engine, &opts, Box::new(std::io::stdout()))?;
+    let id = match build::build(&engine, &opts, Box::new(std::io::stdout())) {
+        Ok(id) => id,
+        Err(e @ build::BuildError::Interrupted) => {
+            // As a shell reports a command a signal ended: 128 + the signal.
+            let sig = received.load(Ordering::SeqCst);
+            return Err(crate::containers::Exit(128 + sig, e.to_string()).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(f) = &a.iidfile {
         std::fs::write(f, id.to_string())
             .with_context(|| format!("writing the image ID to {}", f.display()))?;
@@ -149,7 +201,8 @@ pub fn builder_cmd(app: &App, c: &BuilderCmd) -> Result<i32> {
     }
 }
 
-/// Forgets the cache and removes the images only it kept: untagged, unused by containers.
+/// Forgets the cache and removes the images only it kept (untagged, unused by containers)
+/// and the cache mounts of RUN steps.
 fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
     if !a.force
         && !crate::volumes::confirm(
@@ -159,6 +212,8 @@ fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
         return Ok(0);
     }
     let engine = open_engine(app)?;
+    // Step directories (and their RUN containers) of builds that were killed.
+    let mut removed = build::builder::clean_stale(&engine)?;
     let cache = build::builder::cache::Cache::open(engine.images.meta.shared())?;
     let images = cache.clear()?;
     let used: std::collections::HashSet<String> = engine
@@ -167,7 +222,6 @@ fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    let mut removed = 0;
     for id in images {
         let Ok(digest) = id.parse::<image::digest::Digest>() else {
             continue;
@@ -180,6 +234,8 @@ fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
             removed += 1;
         }
     }
+    // RUN --mount=type=cache directories no build is using, as docker's prune removes them.
+    removed += build::builder::mounts::prune_caches(&engine.root)?;
     let freed = engine.images.try_gc()?.map_or(0, |r| r.blob_bytes);
     println!("Deleted build cache objects: {removed}");
     println!("Total reclaimed space: {}", crate::units::human_size(freed));

@@ -435,6 +435,229 @@ fn built_layers_are_kept_as_snapshots_that_match_their_blobs() {
     b.assert_nothing_left();
 }
 
+/// The steps of a build's output, in order, and whether each came from the cache.
+fn steps_cached(out: &str) -> Vec<(String, bool)> {
+    out.split("Step ")
+        .skip(1)
+        .map(|s| {
+            let first = s.lines().next().unwrap_or_default();
+            (first.to_string(), s.contains(" ---> Using cache"))
+        })
+        .collect()
+}
+
+/// RUN --mount as BuildKit's: a cache directory that outlives builds, binds of the context
+/// and of another stage, a read-write bind whose writes go nowhere, a tmpfs; none of them,
+/// nor their mount points, in the image.
+#[test]
+fn run_mounts_cache_bind_and_tmpfs_like_buildkit() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("src/a.txt", "from the context\n"),
+            ("src/sub/b.txt", "b\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1 AS tools\n\
+                 RUN mkdir /out && echo from the stage > /out/tool.txt\n\
+                 FROM bb:1\n\
+                 RUN --mount=type=cache,target=/var/cache/app,id=appcache \
+                     echo run >> /var/cache/app/log && wc -l < /var/cache/app/log > /runs\n\
+                 RUN --mount=type=bind,target=/ctx cat /ctx/src/a.txt > /seen-ctx\n\
+                 RUN --mount=type=bind,from=tools,source=/out,target=/in cat /in/tool.txt > /seen-stage\n\
+                 RUN --mount=type=bind,source=src,target=/rw,rw \
+                     echo scribble > /rw/a.txt && echo x > /rw/new && cat /rw/a.txt > /seen-rw\n\
+                 RUN --mount=type=tmpfs,target=/scratch \
+                     echo t > /scratch/t && awk '$2 == \"/scratch\" {print $3}' /proc/mounts > /seen-tmpfs\n\
+                 RUN --mount=type=cache,target=/c,sharing=locked,mode=0700,uid=5 \
+                     stat -c '%a %u' /c > /seen-mode && touch /c/made\n",
+            ),
+        ],
+    );
+    let show = |image: &str| {
+        run(
+            &b,
+            &[
+                image,
+                "sh",
+                "-c",
+                "cat /runs /seen-ctx /seen-stage /seen-rw /seen-tmpfs /seen-mode",
+            ],
+        )
+    };
+    build_ok(&b, &["-t", "m:1"], &dir);
+    assert_eq!(
+        show("m:1"),
+        "1\nfrom the context\nfrom the stage\nscribble\ntmpfs\n700 5\n"
+    );
+    // Neither the mounts' contents nor the mount points the runtime made are in the image.
+    let listed = run(
+        &b,
+        &[
+            "m:1",
+            "sh",
+            "-c",
+            "ls -d /var /var/cache /ctx /in /rw /scratch /c 2>/dev/null; true",
+        ],
+    );
+    assert_eq!(listed, "");
+    // The read-write bind wrote nowhere.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("src/a.txt")).unwrap(),
+        "from the context\n"
+    );
+    assert!(!dir.join("src/new").exists());
+
+    // The cache survives into the next build, even without the layer cache.
+    build_ok(&b, &["--no-cache", "-t", "m:2"], &dir);
+    assert_eq!(run(&b, &["m:2", "cat", "/runs"]), "2\n");
+    // A changed bind source reruns the step that binds it, and what follows; the cache
+    // mount's content is not in any key (its step stays cached).
+    std::fs::write(dir.join("src/a.txt"), "changed\n").unwrap();
+    let out = build_ok(&b, &["-t", "m:3"], &dir);
+    let steps = steps_cached(&out);
+    let cached: Vec<bool> = steps.iter().map(|(_, c)| *c).collect();
+    assert_eq!(
+        cached,
+        [false, true, false, true, false, false, false, false, false],
+        "{steps:?}"
+    );
+    assert_eq!(
+        run(&b, &["m:3", "cat", "/runs", "/seen-ctx", "/seen-rw"]),
+        "2\nchanged\nscribble\n"
+    );
+
+    // builder prune removes cache mounts: the next build starts from an empty one.
+    let pruned = b.ok(&["builder", "prune", "-f"]);
+    assert!(
+        pruned.starts_with("Deleted build cache objects: "),
+        "{pruned}"
+    );
+    assert!(
+        !b.root().join("build/cache").exists()
+            || std::fs::read_dir(b.root().join("build/cache"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    build_ok(&b, &["--no-cache", "-t", "m:4"], &dir);
+    assert_eq!(run(&b, &["m:4", "cat", "/runs"]), "1\n");
+
+    // With a .dockerignore the bound context hides what it excludes, as COPY's does.
+    std::fs::write(dir.join(".dockerignore"), "src/sub\n").unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM bb:1\nRUN --mount=type=bind,target=/ctx ls /ctx/src > /seen\n",
+    )
+    .unwrap();
+    build_ok(&b, &["-t", "m:5"], &dir);
+    assert_eq!(run(&b, &["m:5", "cat", "/seen"]), "a.txt\n");
+    b.assert_nothing_left();
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM during a RUN stops the build at once: its container and
+/// step directories are gone and nothing is tagged. A build killed outright (SIGKILL)
+/// cannot clean up; `builder prune` and the next build remove what it left.
+#[test]
+fn an_interrupted_build_leaves_nothing() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("data/f", "x\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1\nRUN --mount=type=bind,source=data,target=/m,rw echo started && sleep 30\n",
+            ),
+        ],
+    );
+    let step_dirs = || -> Vec<String> {
+        std::fs::read_dir(b.root().join("build"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("step-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Starts the build, waits for its RUN to run, sends `sig`; the status, how long the
+    // build took to end after it, and its stderr.
+    let interrupt = |sig: nix::sys::signal::Signal| {
+        let mut child = b
+            .cmd(&["build", "-t", "int:1", dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line == "started" {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the RUN started");
+        assert_eq!(step_dirs().len(), 1, "the RUN's, with the rw bind's copy");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, sig).unwrap();
+        let sent = std::time::Instant::now();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status,
+            sent.elapsed(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (sig, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+    ] {
+        let (status, took, err) = interrupt(sig);
+        assert_eq!(status.code(), Some(code), "{sig}: {err}");
+        assert_eq!(err, "Error: the build was interrupted\n");
+        assert!(
+            took < std::time::Duration::from_secs(15),
+            "{sig}: the RUN was stopped, not waited for ({took:?})"
+        );
+        assert_eq!(step_dirs(), Vec::<String>::new(), "{sig}");
+        assert_ne!(
+            b.code(&["image", "inspect", "int:1"]).0,
+            0,
+            "nothing tagged"
+        );
+        b.assert_nothing_left();
+    }
+
+    // SIGKILL: the step directory stays, and the RUN container (still running).
+    let (status, _, _) = interrupt(nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_eq!(step_dirs().len(), 1);
+    assert_eq!(b.ok(&["ps", "-aq"]).lines().count(), 1);
+    b.ok(&["builder", "prune", "-f"]);
+    assert_eq!(step_dirs(), Vec::<String>::new());
+    b.assert_nothing_left();
+    // The next build cleans up too (and a live build's directories are not touched: the
+    // cleaner takes only unlocked ones, which its own RUN below relies on).
+    interrupt(nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(step_dirs().len(), 1);
+    std::fs::write(dir.join("Dockerfile"), "FROM bb:1\nRUN echo next\n").unwrap();
+    build_ok(&b, &["-t", "next:1"], &dir);
+    assert_eq!(step_dirs(), Vec::<String>::new());
+    b.assert_nothing_left();
+}
+
 #[test]
 fn dockerignore_leaves_files_out_of_the_context() {
     let b = Berth::with_busybox();

@@ -23,7 +23,7 @@ use crate::instructions::{Command, Healthcheck, Heredoc, Instruction, Network, S
 use crate::{parse, Dockerfile, ParseError};
 use cache::Cache;
 use engine::container::Engine;
-use engine::flags::{NetworkMode, RunOptions};
+use engine::flags::{MountSpec, NetworkMode, RunOptions};
 use engine::fs::commit::{layers_of, register_image, write_layer, Layer, NewBlobs};
 use engine::fs::extract::{Extract, Owner};
 use engine::fs::resolve::open_in_root;
@@ -77,6 +77,8 @@ pub struct BuildOptions {
     pub platform: Option<String>,
     /// `-q`: no progress, only the id at the end (the caller prints it).
     pub quiet: bool,
+    /// Set from elsewhere to stop the build.
+    pub interrupt: std::sync::Arc<Interrupt>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -88,6 +90,60 @@ pub enum BuildError {
     Step { line: usize, message: String },
     #[error("{0}")]
     Other(String),
+    /// [`Interrupt::interrupt`] was called (a signal): the build stopped and cleaned up.
+    #[error("the build was interrupted")]
+    Interrupted,
+}
+
+/// Stops a build from another thread (a signal's): no further step starts, and the RUN
+/// containers that run are for the caller to kill ([`Interrupt::running`]), after which
+/// the build returns [`BuildError::Interrupted`], cleaning up as on any error.
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    set: std::sync::atomic::AtomicBool,
+    running: Mutex<Vec<String>>,
+}
+
+impl Interrupt {
+    pub fn interrupt(&self) {
+        let _running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        self.set.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The RUN containers of the build that may be running.
+    pub fn running(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        if self.is_set() {
+            return Err(BuildError::Interrupted);
+        }
+        Ok(())
+    }
+
+    /// Records a container about to start, unless the build is interrupted already (under
+    /// the lock `interrupt` takes, so a container is either refused or listed).
+    fn enter(&self, id: &str) -> Result<(), BuildError> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        self.check()?;
+        running.push(id.to_string());
+        Ok(())
+    }
+
+    fn leave(&self, id: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|r| r != id);
+    }
 }
 
 impl BuildError {
@@ -102,6 +158,8 @@ impl BuildError {
 macro_rules! other {
     ($($t:tt)*) => { BuildError::Other(format!($($t)*)) };
 }
+
+pub mod mounts;
 
 fn err(e: impl std::fmt::Display) -> BuildError {
     BuildError::Other(e.to_string())
@@ -307,6 +365,8 @@ pub fn build(
         }
         None => Tree::none(),
     };
+    // What killed builds left (best effort: a build does not fail for it).
+    let _ = clean_stale(engine);
     let cache = Cache::open(engine.images.meta.shared()).map_err(err)?;
     // GC keeps away from the blobs of this build until they are registered.
     let _writer = engine.images.writer_lock().map_err(err)?;
@@ -501,7 +561,8 @@ impl Builder<'_> {
         .unwrap_or_else(|_| word.to_string())
     }
 
-    /// The stages stage `i` reads from: its FROM and `COPY --from`s that name stages.
+    /// The stages stage `i` reads from: its FROM, and the `COPY --from`s and
+    /// `RUN --mount=from=`s that name stages.
     fn deps(&self, i: usize) -> Vec<usize> {
         let stage = &self.df.stages[i];
         let mut deps = BTreeSet::new();
@@ -509,11 +570,14 @@ impl Builder<'_> {
             deps.insert(d);
         }
         for step in &stage.steps {
-            if let Instruction::Copy(c) = &step.instruction {
-                if let Some(from) = &c.from {
-                    if let Some(d) = self.stage_ref(&self.expand_global(from), i) {
-                        deps.insert(d);
-                    }
+            let froms: Vec<&String> = match &step.instruction {
+                Instruction::Copy(c) => c.from.iter().collect(),
+                Instruction::Run(r) => r.mounts.iter().filter_map(|m| m.from.as_ref()).collect(),
+                _ => vec![],
+            };
+            for from in froms {
+                if let Some(d) = self.stage_ref(&self.expand_global(from), i) {
+                    deps.insert(d);
                 }
             }
         }
@@ -570,11 +634,13 @@ impl Builder<'_> {
         let mut run = StageRun::new(self, i, State::scratch());
         run.from().map_err(|e| e.at(stage.line))?;
         for step in &stage.steps {
+            self.opts.interrupt.check()?;
             n += 1;
             self.progress
                 .line(&format!("Step {n}/{} : {}", self.total, step.original));
             run.step(step).map_err(|e| e.at(step.line))?;
         }
+        self.opts.interrupt.check()?;
         Ok(run.state)
     }
 }
@@ -1031,9 +1097,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
     }
 
     fn run(&mut self, run: &crate::instructions::Run) -> Result<(), BuildError> {
-        if !run.mounts.is_empty() {
-            return Err(other!("RUN --mount is not supported yet"));
-        }
+        let plans = mounts::plan(&run.mounts, &self.state.workdir())?;
         let argv = match &run.command {
             Command::Exec(v) => v.clone(),
             Command::Shell(text) => {
@@ -1053,7 +1117,13 @@ impl<'b, 'a> StageRun<'b, 'a> {
         let network = run.network.unwrap_or(Network::Default);
         let key = key_of(
             &self.state.key,
-            &format!("RUN {} {:?} {}", json!(argv), network, json!(args)),
+            &format!(
+                "RUN {} {:?} {}{}",
+                json!(argv),
+                network,
+                json!(args),
+                self.mounts_key(&plans)?
+            ),
         );
         if self.cached(&key)? {
             return Ok(());
@@ -1070,9 +1140,13 @@ impl<'b, 'a> StageRun<'b, 'a> {
             ));
         };
         let engine = self.engine();
+        // Copies of bind sources live here for the step, and go with it.
+        let scratch = scratch_dir(engine)?;
+        let (mounts, _cache_locks) = self.mounts(&plans, scratch.path())?;
         let opts = CreateOptions {
             image: image.to_string(),
             run: RunOptions {
+                mounts,
                 env: self.arg_env(true),
                 entrypoint: Some(argv[0].clone()),
                 command: argv[1..].to_vec(),
@@ -1098,12 +1172,20 @@ impl<'b, 'a> StageRun<'b, 'a> {
             engine,
             id: c.id.clone(),
         };
+        // For the cleaner, should this process be killed before the guard can act.
+        let id_file = scratch.path().join(CONTAINER_FILE);
+        std::fs::write(&id_file, &c.id).map_err(|e| other!("{}: {e}", id_file.display()))?;
         self.b
             .progress
             .line(&format!(" ---> Running in {}", &c.id[..12]));
         let mut out = Output(&self.b.progress);
         let mut errs = Output(&self.b.progress);
-        let code = engine::attach::run_to_exit(engine, &c, &mut out, &mut errs).map_err(err)?;
+        let interrupt = &self.b.opts.interrupt;
+        interrupt.enter(&c.id)?;
+        let code = engine::attach::run_to_exit(engine, &c, &mut out, &mut errs);
+        interrupt.leave(&c.id);
+        interrupt.check()?;
+        let code = code.map_err(err)?;
         if code != 0 {
             return Err(other!(
                 "The command '{}' returned a non-zero code: {code}",
@@ -1114,11 +1196,13 @@ impl<'b, 'a> StageRun<'b, 'a> {
         let c = engine.find(&c.id).map_err(err)?;
         let layer = {
             // Holds the container's lock, so it must go before the container is removed.
+            let targets: Vec<&str> = plans.iter().map(mounts::Planned::target).collect();
             let upper = engine::fs::commit::container_upper_layer(
                 engine,
                 &c,
                 &mut blobs,
                 self.state.docker,
+                &targets,
             )
             .map_err(err)?;
             adopt(engine, &self.state, &upper.layer, &upper.dir)?;
@@ -1129,6 +1213,174 @@ impl<'b, 'a> StageRun<'b, 'a> {
             .progress
             .line(&format!("Removing intermediate container {}", &c.id[..12]));
         self.commit(key, created_by, Some(layer), blobs)
+    }
+
+    /// What a RUN's mounts add to its cache key: how they are asked for, and for binds a
+    /// checksum of what they show, as COPY's key has (a cache mount's content is not in it,
+    /// as in BuildKit).
+    fn mounts_key(&self, plans: &[mounts::Planned]) -> Result<String, BuildError> {
+        let mut text = String::new();
+        for p in plans {
+            text += &format!("\n{p:?}");
+            if let mounts::Planned::Bind { from, source, .. } = p {
+                let (tree, key, _ws) = self.tree_of(from.as_deref())?;
+                let tree = tree.as_ref().unwrap_or(&self.b.context);
+                let mut items = tree.find(std::slice::from_ref(source))?;
+                let mut sum = Checksum::default();
+                sum_items(&mut sum, tree, &mut items)?;
+                text += &format!(" {key} {}", sum.finish());
+            }
+        }
+        Ok(text)
+    }
+
+    /// The tree of a `from=` (None: the context), its cache key, and what keeps it open.
+    #[allow(clippy::type_complexity)]
+    fn tree_of(
+        &self,
+        from: Option<&str>,
+    ) -> Result<(Option<Tree>, String, Option<Workspace>), BuildError> {
+        match from {
+            None => Ok((None, String::new(), None)),
+            Some(from) => {
+                let (tree, key, ws) = self.source_tree(from)?;
+                Ok((Some(tree), key, ws))
+            }
+        }
+    }
+
+    /// The engine's mounts for a RUN's `--mount`s, with the locks of its cache mounts.
+    fn mounts(
+        &self,
+        plans: &[mounts::Planned],
+        scratch: &Path,
+    ) -> Result<(Vec<MountSpec>, Vec<mounts::CacheDir>), BuildError> {
+        let mut specs = Vec::new();
+        let mut locks = Vec::new();
+        for (i, p) in plans.iter().enumerate() {
+            let bind = |source: PathBuf, target: &str, read_only: bool| MountSpec::Bind {
+                source,
+                target: target.to_string(),
+                read_only,
+                propagation: None,
+                must_exist: true,
+            };
+            match p {
+                mounts::Planned::Tmpfs { target, size } => specs.push(MountSpec::Tmpfs {
+                    target: target.clone(),
+                    options: size.iter().map(|s| format!("size={s}")).collect(),
+                }),
+                mounts::Planned::Cache {
+                    target,
+                    id,
+                    sharing,
+                    mode,
+                    uid,
+                    gid,
+                    from,
+                    source,
+                    readonly,
+                } => {
+                    let dir = mounts::open_cache(
+                        &self.engine().root,
+                        id,
+                        *sharing,
+                        (*mode, *uid, *gid),
+                        |dir| match from {
+                            Some(from) => self.copy_out(Some(from), source, dir),
+                            None => Ok(()),
+                        },
+                    )?;
+                    specs.push(bind(dir.path.clone(), target, *readonly));
+                    locks.push(dir);
+                }
+                mounts::Planned::Bind {
+                    target,
+                    from,
+                    source,
+                    rw,
+                } => {
+                    // The context's own files, when nothing of it must be hidden or kept
+                    // from being written.
+                    if from.is_none() && !rw {
+                        let items = self.b.context.find(std::slice::from_ref(source))?;
+                        if let Some(path) = items.first().and_then(|i| self.b.context.host_path(i))
+                        {
+                            specs.push(bind(path, target, true));
+                            continue;
+                        }
+                    }
+                    let copy = scratch.join(format!("mount-{i}"));
+                    self.copy_out(from.as_deref(), source, &copy)?;
+                    specs.push(bind(copy, target, !rw));
+                }
+            }
+        }
+        Ok((specs, locks))
+    }
+
+    /// Copies `source` of the context or of `from` to the host path `dest` (a directory's
+    /// contents into `dest`, made if missing; a file as `dest`), owners and modes kept.
+    fn copy_out(&self, from: Option<&str>, source: &str, dest: &Path) -> Result<(), BuildError> {
+        let (tree, _, _ws) = self.tree_of(from)?;
+        let tree = tree.as_ref().unwrap_or(&self.b.context);
+        let mut items = tree.find(&[source.to_string()])?;
+        let [item] = &mut items[..] else {
+            return Err(other!(
+                "--mount source {source:?} names {} paths",
+                items.len()
+            ));
+        };
+        let open = |p: &Path| {
+            nix::fcntl::open(
+                p,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| other!("{}: {e}", p.display()))
+        };
+        match item {
+            Item::Dir { rel, dir } => {
+                match std::fs::create_dir(dest) {
+                    Ok(()) => {
+                        // The directory itself as the source's.
+                        let st = nix::sys::stat::fstat(&*dir).map_err(err)?;
+                        std::os::unix::fs::chown(dest, Some(st.st_uid), Some(st.st_gid))
+                            .and_then(|()| {
+                                std::fs::set_permissions(
+                                    dest,
+                                    std::os::unix::fs::PermissionsExt::from_mode(
+                                        st.st_mode & 0o7777,
+                                    ),
+                                )
+                            })
+                            .map_err(|e| other!("{}: {e}", dest.display()))?;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(other!("{}: {e}", dest.display())),
+                }
+                let root = open(dest)?;
+                let mut x = Extract::new(root.as_fd(), "/", Owner::Entry);
+                let rel = rel.clone();
+                tree.walk_dir(&rel, dir.as_fd(), Path::new(""), &mut x)?;
+                x.finish().map_err(err)
+            }
+            Item::File { file, st, .. } => {
+                let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
+                    return Err(other!("{}: not a file path", dest.display()));
+                };
+                if dest.exists() {
+                    return Err(other!(
+                        "--mount source {source:?} is a file; a directory is needed here"
+                    ));
+                }
+                let root = open(parent)?;
+                let mut x = Extract::new(root.as_fd(), "/", Owner::Entry);
+                x.put(&file_entry(PathBuf::from(name), st), file)
+                    .map_err(err)?;
+                x.finish().map_err(err)
+            }
+        }
     }
 
     /// The tree `--from` names: a stage's result or an image, opened read-only.
@@ -1192,21 +1444,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
         // What the step reads, for its cache key.
         let mut sum = Checksum::default();
         sum.add(from_key.as_bytes());
-        for item in &mut items {
-            sum.add(item.rel().as_bytes());
-            match item {
-                Item::File { file, st, .. } => {
-                    sum.put(&file_entry(PathBuf::new(), st), file)
-                        .map_err(err)?;
-                    file.rewind()
-                        .map_err(|e| other!("reading the source: {e}"))?;
-                }
-                Item::Dir { rel, dir } => {
-                    let rel = rel.clone();
-                    tree_ref.walk_dir(&rel, dir.as_fd(), Path::new(""), &mut sum)?;
-                }
-            }
-        }
+        sum_items(&mut sum, tree_ref, &mut items)?;
         let escape = self.b.df.directives.escape;
         let mut docs = Vec::new();
         for h in &c.heredocs {
@@ -1339,6 +1577,27 @@ impl<'b, 'a> StageRun<'b, 'a> {
     }
 }
 
+/// Adds what `items` hold (each one's path, then its entries with content) to `sum`, and
+/// leaves file sources at their start for reading again.
+fn sum_items(sum: &mut Checksum, tree: &Tree, items: &mut [Item]) -> Result<(), BuildError> {
+    for item in items {
+        sum.add(item.rel().as_bytes());
+        match item {
+            Item::File { file, st, .. } => {
+                sum.put(&file_entry(PathBuf::new(), st), file)
+                    .map_err(err)?;
+                file.rewind()
+                    .map_err(|e| other!("reading the source: {e}"))?;
+            }
+            Item::Dir { rel, dir } => {
+                let rel = rel.clone();
+                tree.walk_dir(&rel, dir.as_fd(), Path::new(""), sum)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The arguments of a COPY or ADD.
 struct CopyStep {
     name: &'static str,
@@ -1393,17 +1652,12 @@ struct Workspace {
     // Fields drop in order: the mount before the directories under it.
     root: OwnedFd,
     upper: OwnedFd,
-    _dir: tempfile::TempDir,
+    _dir: StepDir,
 }
 
 impl Workspace {
     fn open(engine: &Engine, state: &State) -> Result<Workspace, BuildError> {
-        let base = engine.root.join("build");
-        std::fs::create_dir_all(&base).map_err(|e| other!("{}: {e}", base.display()))?;
-        let dir = tempfile::Builder::new()
-            .prefix("step-")
-            .tempdir_in(&base)
-            .map_err(|e| other!("{}: {e}", base.display()))?;
+        let dir = scratch_dir(engine)?;
         let (upper, work) = (dir.path().join("upper"), dir.path().join("work"));
         for d in [&upper, &work] {
             std::fs::create_dir(d).map_err(|e| other!("{}: {e}", d.display()))?;
@@ -1474,6 +1728,82 @@ fn adopt(engine: &Engine, state: &State, layer: &Layer, dir: &Path) -> Result<()
         .adopt(&chain, &layer.diff_id, dir)
         .map_err(err)?;
     Ok(())
+}
+
+/// In a step directory: the id of the step's RUN container.
+const CONTAINER_FILE: &str = "container";
+
+/// A fresh directory `<root>/build/step-*` for one step, deleted when dropped. It holds an
+/// flock on itself while it lives, so one that a killed build left is told apart from one
+/// in use ([`clean_stale`]).
+struct StepDir {
+    // Fields drop in order: the directory goes while still locked.
+    dir: tempfile::TempDir,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl StepDir {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn scratch_dir(engine: &Engine) -> Result<StepDir, BuildError> {
+    use std::os::unix::fs::MetadataExt;
+    let base = engine.root.join("build");
+    std::fs::create_dir_all(&base).map_err(|e| other!("{}: {e}", base.display()))?;
+    loop {
+        let dir = tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(&base)
+            .map_err(|e| other!("{}: {e}", base.display()))?;
+        let file =
+            std::fs::File::open(dir.path()).map_err(|e| other!("{}: {e}", dir.path().display()))?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| other!("locking {}: {e}", dir.path().display()))?;
+        // A cleaner may have taken it for stale between the mkdir and the lock.
+        let same = match (std::fs::metadata(dir.path()), lock.metadata()) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            return Ok(StepDir { dir, _lock: lock });
+        }
+    }
+}
+
+/// Removes the step directories of builds that were killed (no process holds their
+/// lock), and the RUN containers recorded in them. Returns how many directories went.
+pub fn clean_stale(engine: &Engine) -> Result<usize, BuildError> {
+    let base = engine.root.join("build");
+    let entries = match std::fs::read_dir(&base) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(other!("{}: {e}", base.display())),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| other!("{}: {e}", base.display()))?;
+        if !entry.file_name().to_string_lossy().starts_with("step-") {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let Ok(_lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        else {
+            continue;
+        };
+        if let Ok(id) = std::fs::read_to_string(path.join(CONTAINER_FILE)) {
+            if let Ok(c) = engine.find(id.trim()) {
+                engine.remove(&c, true, true).map_err(err)?;
+            }
+        }
+        std::fs::remove_dir_all(&path).map_err(|e| other!("{}: {e}", path.display()))?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Makes `path` (absolute, in `root`) and the directories above it that are missing,

@@ -18,7 +18,7 @@ use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, FileStat};
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// A tree COPY reads from.
@@ -228,6 +228,20 @@ impl Tree {
             .collect();
         found.sort();
         Ok(found)
+    }
+
+    /// The host path of a source found in the context, when the context is shown as it
+    /// is (no `.dockerignore` patterns that would have to hide parts of it); None for an
+    /// image's tree.
+    pub fn host_path(&self, item: &Item) -> Option<PathBuf> {
+        if !self.ignore.as_ref().is_some_and(IgnoreRules::is_empty) {
+            return None;
+        }
+        let fd = match item {
+            Item::Dir { dir, .. } => dir.as_fd(),
+            Item::File { file, .. } => file.as_fd(),
+        };
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
     }
 
     /// Walks a directory source into `sink`, its entries named `top/…`, leaving out what
