@@ -90,15 +90,27 @@ fn stop_on_signals(app: &App, interrupt: Arc<Interrupt>) -> Result<Arc<AtomicI32
 pub fn build(app: &App, a: &BuildArgs) -> Result<i32> {
     let interrupt = Arc::new(Interrupt::default());
     let received = stop_on_signals(app, interrupt.clone())?;
+    let engine = open_engine(app)?;
+    // A context that came as a tar on stdin, unpacked for the build.
+    let mut _unpacked = None;
     let (dockerfile, context) = if a.context == "-" {
-        if a.file.is_some() {
-            bail!("--file cannot be used with a Dockerfile on STDIN ('-')");
-        }
-        let mut text = String::new();
+        let mut input = Vec::new();
         std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the Dockerfile from STDIN")?;
-        (text, None)
+            .read_to_end(&mut input)
+            .context("reading STDIN")?;
+        if build::builder::archive::starts_with_tar(&input[..]) {
+            let (dir, text) = unpack_context(&engine, &input, a.file.as_deref())?;
+            let context = dir.path().join("context");
+            _unpacked = Some(dir);
+            (text, Some(context))
+        } else {
+            if a.file.is_some() {
+                bail!("--file cannot be used with a Dockerfile on STDIN ('-')");
+            }
+            let text = String::from_utf8(input)
+                .map_err(|_| anyhow::anyhow!("the Dockerfile on STDIN is not UTF-8 text"))?;
+            (text, None)
+        }
     } else {
         let dir = PathBuf::from(&a.context);
         if !dir.is_dir() {
@@ -162,7 +174,6 @@ pub fn build(app: &App, a: &BuildArgs) -> Result<i32> {
         quiet: a.quiet,
         interrupt,
     };
-    let engine = open_engine(app)?;
     let id = match build::build(&engine, &opts, Box::new(std::io::stdout())) {
         Ok(id) => id,
         Err(e @ build::BuildError::Interrupted) => {
@@ -180,6 +191,43 @@ pub fn build(app: &App, a: &BuildArgs) -> Result<i32> {
         println!("{id}");
     }
     Ok(0)
+}
+
+/// A build context sent as a tar (plain or compressed) on stdin, as `docker build -`
+/// takes one: unpacked into a step directory of the store (removed with it, or by the
+/// next build if this one is killed), with the Dockerfile read from inside it (`-f`,
+/// else `Dockerfile`), never through a symlink out of it.
+fn unpack_context(
+    engine: &engine::container::Engine,
+    input: &[u8],
+    file: Option<&str>,
+) -> Result<(build::builder::StepDir, String)> {
+    use engine::fs::extract::{Extract, Owner};
+    use nix::fcntl::OFlag;
+    use std::os::fd::AsFd;
+    let dir = build::builder::StepDir::new(engine)?;
+    let root = dir.path().join("context");
+    std::fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+    let fd = nix::fcntl::open(
+        &root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let stream = build::builder::archive::decompressed(input)?;
+    let mut x = Extract::new(fd.as_fd(), "/", Owner::Entry);
+    engine::fs::walk::read_tar(stream, &mut x).context("unpacking the context from STDIN")?;
+    x.finish().context("unpacking the context from STDIN")?;
+    let name = file.unwrap_or("Dockerfile");
+    let df =
+        engine::fs::resolve::open_in_root(fd.as_fd(), std::path::Path::new(name), OFlag::O_RDONLY)
+            .map_err(|e| {
+                anyhow::anyhow!("unable to read the Dockerfile {name} in the context: {e}")
+            })?;
+    let mut text = String::new();
+    std::fs::File::from(df)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading the Dockerfile {name}"))?;
+    Ok((dir, text))
 }
 
 #[derive(Subcommand)]

@@ -787,23 +787,189 @@ fn bad_input_fails_with_the_line_and_tags_nothing() {
 #[test]
 fn dockerfile_from_stdin_without_context() {
     let b = Berth::with_busybox();
+    let (code, err) = build_stdin(
+        &b,
+        &["--build-arg", "BASE=bb:1", "-t", "stdin:1"],
+        b"ARG BASE=nothing:here\nFROM $BASE\nRUN echo from-stdin > /f\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(run(&b, &["stdin:1", "cat", "/f"]), "from-stdin\n");
+}
+
+/// Runs `berth build ARGS -` with `input` on stdin; returns the exit code and stderr.
+fn build_stdin(b: &Berth, args: &[&str], input: &[u8]) -> (i32, String) {
+    use std::io::Write;
+    let mut all = vec!["build"];
+    all.extend(args);
+    all.push("-");
     let mut child = b
-        .cmd(&["build", "--build-arg", "BASE=bb:1", "-t", "stdin:1", "-"])
+        .cmd(&all)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"ARG BASE=nothing:here\nFROM $BASE\nRUN echo from-stdin > /f\n")
-        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
     let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(run(&b, &["stdin:1", "cat", "/f"]), "from-stdin\n");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `tar -c` of `dir`'s contents, with `flag` picking the compression (`-z`, `-j`, `-J`,
+/// `--zstd`, or "" for none); the archive's bytes.
+fn tar_with(dir: &Path, flag: &str) -> Vec<u8> {
+    let mut args = vec!["-C", dir.to_str().unwrap()];
+    if !flag.is_empty() {
+        args.push(flag);
+    }
+    args.extend(["-cf", "-", "."]);
+    let out = std::process::Command::new("tar")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A context sent as a tar on stdin (`docker build - < ctx.tar`), compressed or not, with
+/// the Dockerfile found inside it; the unpacked context goes with the build.
+#[test]
+fn a_tar_context_comes_on_stdin() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("Dockerfile", "FROM bb:1\nCOPY data/ /data/\n"),
+            ("alt/Dockerfile.two", "FROM bb:1\nCOPY data/f /two\n"),
+            ("data/f", "in the tar\n"),
+        ],
+    );
+    for flag in ["", "-z", "-J", "--zstd"] {
+        let (code, err) = build_stdin(&b, &["-t", "tarctx:1"], &tar_with(&dir, flag));
+        assert_eq!(code, 0, "{flag}: {err}");
+        assert_eq!(
+            run(&b, &["tarctx:1", "cat", "/data/f"]),
+            "in the tar\n",
+            "{flag}"
+        );
+    }
+    let (code, err) = build_stdin(
+        &b,
+        &["-f", "alt/Dockerfile.two", "-t", "tarctx:2"],
+        &tar_with(&dir, "-j"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(run(&b, &["tarctx:2", "cat", "/two"]), "in the tar\n");
+    let (code, err) = build_stdin(&b, &["-f", "../../etc/passwd"], &tar_with(&dir, "-z"));
+    assert_ne!(code, 0);
+    assert!(err.contains("unable to read the Dockerfile"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(b.root().join("build"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("step-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    b.assert_nothing_left();
+}
+
+/// ADD unpacks tars in every compression Docker knows, and copies a compressed file that
+/// holds no tar as it is; COPY --exclude leaves files out (patterns as .dockerignore's,
+/// from the source directory: `*.md` only at its top), COPY --parents keeps paths.
+#[test]
+fn add_archives_and_copy_exclude_and_parents() {
+    let b = Berth::with_busybox();
+    let src = b.tmp.path().join("tarsrc");
+    std::fs::create_dir_all(src.join("t")).unwrap();
+    std::fs::write(src.join("t/inside"), "unpacked\n").unwrap();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("note.txt", "just text\n"),
+            ("app/main.c", "int main;\n"),
+            ("app/README.md", "docs\n"),
+            ("app/sub/x.md", "deep docs\n"),
+            ("app/sub/y.c", "y\n"),
+            ("home.txt", "home txt\n"),
+            ("homedir/keep", "keep\n"),
+            ("a/b/c.txt", "c\n"),
+            ("a/b/d.txt", "d\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1\n\
+                 ADD t.tar.xz /xz/\n\
+                 ADD t.tar.bz2 /bz2/\n\
+                 ADD t.tar.zst /zst/\n\
+                 ADD note.txt.gz /gz/\n\
+                 COPY --exclude=*.md --exclude=sub/*.c app/ /app/\n\
+                 COPY --exclude=*.txt hom* /home/\n\
+                 COPY --parents a/b/c.txt /p1/\n\
+                 COPY --parents ./a/./b/*.txt /p2/\n",
+            ),
+        ],
+    );
+    for (flag, name) in [
+        ("-J", "t.tar.xz"),
+        ("-j", "t.tar.bz2"),
+        ("--zstd", "t.tar.zst"),
+    ] {
+        std::fs::write(dir.join(name), tar_with(&src, flag)).unwrap();
+    }
+    let gz = std::process::Command::new("gzip")
+        .args(["-c", dir.join("note.txt").to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::write(dir.join("note.txt.gz"), gz.stdout).unwrap();
+    let out = build_ok(&b, &["-t", "arch:1"], &dir);
+    let files = run(
+        &b,
+        &[
+            "arch:1",
+            "sh",
+            "-c",
+            "cd / && find xz bz2 zst gz app home p1 p2 -type f | sort",
+        ],
+    );
+    assert_eq!(
+        files,
+        "app/main.c\napp/sub/x.md\nbz2/t/inside\ngz/note.txt.gz\nhome/keep\n\
+         p1/a/b/c.txt\np2/b/c.txt\np2/b/d.txt\nxz/t/inside\nzst/t/inside\n",
+        "{out}"
+    );
+    assert_eq!(run(&b, &["arch:1", "cat", "/zst/t/inside"]), "unpacked\n");
+    let cfg = config(&b, "arch:1");
+    let by: Vec<&str> = cfg["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        by.contains(&"COPY --exclude=*.md --exclude=sub/*.c app/ /app/"),
+        "{by:?}"
+    );
+    // An excluded file's change is not a change of the step.
+    std::fs::write(dir.join("app/README.md"), "other docs\n").unwrap();
+    let again = build_ok(&b, &["-t", "arch:2"], &dir);
+    assert!(
+        steps_cached(&again)
+            .iter()
+            .skip(1)
+            .all(|(_, cached)| *cached),
+        "{again}"
+    );
+    assert_eq!(b.image_id("arch:2"), b.image_id("arch:1"));
+    b.assert_nothing_left();
 }
 
 /// Interop both ways: an image `podman build` made (podman save → berth load) runs under

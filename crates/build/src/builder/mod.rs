@@ -14,6 +14,7 @@
 //! Stages the target does not need are not built; the stages a stage needs (its FROM,
 //! `COPY --from`) are built first, in parallel threads.
 
+pub mod archive;
 pub mod cache;
 mod sources;
 
@@ -1227,7 +1228,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
                 let tree = tree.as_ref().unwrap_or(&self.b.context);
                 let mut items = tree.find(std::slice::from_ref(source))?;
                 let mut sum = Checksum::default();
-                sum_items(&mut sum, tree, &mut items)?;
+                sum_items(&mut sum, tree, &mut items, None)?;
                 text += &format!(" {key} {}", sum.finish());
             }
         }
@@ -1362,7 +1363,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
                 let root = open(dest)?;
                 let mut x = Extract::new(root.as_fd(), "/", Owner::Entry);
                 let rel = rel.clone();
-                tree.walk_dir(&rel, dir.as_fd(), Path::new(""), &mut x)?;
+                tree.walk_dir(&rel, dir.as_fd(), Path::new(""), None, &mut x)?;
                 x.finish().map_err(err)
             }
             Item::File { file, st, .. } => {
@@ -1414,12 +1415,6 @@ impl<'b, 'a> StageRun<'b, 'a> {
     }
 
     fn copy(&mut self, c: CopyStep) -> Result<(), BuildError> {
-        if c.parents || !c.exclude.is_empty() {
-            return Err(other!(
-                "{} --parents and --exclude are not supported yet",
-                c.name
-            ));
-        }
         if let Some(url) = c.sources.iter().find(|s| {
             s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
         }) {
@@ -1439,12 +1434,37 @@ impl<'b, 'a> StageRun<'b, 'a> {
             None => (None, String::new(), None),
         };
         let tree_ref: &Tree = from_tree.as_ref().unwrap_or(&self.b.context);
-        let mut items = tree_ref.find(&c.sources)?;
+        // `--exclude`: a file source by its name, a directory's contents by their path
+        // below it.
+        let exclude = if c.exclude.is_empty() {
+            None
+        } else {
+            Some(IgnoreRules::from_patterns(c.exclude.iter().map(String::as_str)).map_err(err)?)
+        };
+        let mut items = Vec::new();
+        // Per item, its path under the destination with `--parents`.
+        let mut kept = Vec::new();
+        for src in &c.sources {
+            for item in tree_ref.find(std::slice::from_ref(src))? {
+                if matches!(item, Item::File { .. })
+                    && exclude
+                        .as_ref()
+                        .is_some_and(|e| e.is_excluded(&item.base()))
+                {
+                    continue;
+                }
+                kept.push(kept_path(src, item.rel()));
+                items.push(item);
+            }
+        }
+        if items.is_empty() && c.heredocs.is_empty() {
+            return Err(other!("no source files were specified: all are --excluded"));
+        }
 
         // What the step reads, for its cache key.
         let mut sum = Checksum::default();
         sum.add(from_key.as_bytes());
-        sum_items(&mut sum, tree_ref, &mut items)?;
+        sum_items(&mut sum, tree_ref, &mut items, exclude.as_ref())?;
         let escape = self.b.df.directives.escape;
         let mut docs = Vec::new();
         for h in &c.heredocs {
@@ -1471,6 +1491,12 @@ impl<'b, 'a> StageRun<'b, 'a> {
             .cloned()
             .chain(c.heredocs.iter().map(|h| format!("<<{}", h.name)))
             .collect();
+        for pattern in &c.exclude {
+            created_by += &format!(" --exclude={pattern}");
+        }
+        if c.parents {
+            created_by += " --parents";
+        }
         created_by += &format!(" {} {}", shown.join(" "), c.dest);
         let key = key_of(&self.state.key, &format!("{created_by}\n{checksum}"));
         if self.cached(&key)? {
@@ -1508,7 +1534,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
             OFlag::O_PATH | OFlag::O_DIRECTORY,
         )
         .is_ok();
-        let into_dir = dest.ends_with('/') || dest.ends_with("/.") || dest_is_dir;
+        let into_dir = dest.ends_with('/') || dest.ends_with("/.") || dest_is_dir || c.parents;
         if count > 1 && !into_dir {
             return Err(other!(
                 "When using {} with more than one source file, the destination must be a directory and end with a /",
@@ -1522,22 +1548,38 @@ impl<'b, 'a> StageRun<'b, 'a> {
                 inner: &mut x,
                 mode: chmod,
             };
-            for item in &mut items {
+            for (item, kept) in items.iter_mut().zip(&kept) {
                 let base = item.base();
+                // With --parents, the source's path (after any `/./`) is kept.
+                let under = if c.parents {
+                    clean_abs(&format!("{dest_abs}/{kept}"))
+                } else {
+                    dest_abs.clone()
+                };
                 match item {
                     Item::Dir { rel, dir } => {
-                        mkdir_p(root, &dest_abs, owner)?;
+                        mkdir_p(root, &under, owner)?;
                         let rel = rel.clone();
-                        tree_ref.walk_dir(&rel, dir.as_fd(), &rel_of(&dest_abs), &mut sink)?;
+                        tree_ref.walk_dir(
+                            &rel,
+                            dir.as_fd(),
+                            &rel_of(&under),
+                            exclude.as_ref(),
+                            &mut sink,
+                        )?;
                     }
-                    Item::File { file, .. } if c.add && is_archive(file) => {
+                    Item::File { file, .. } if c.add && archive::is_archive(file) => {
                         mkdir_p(root, &dest_abs, owner)?;
                         let mut tx = Extract::new(root, &dest_abs, Owner::Entry);
-                        read_tar(decompress(file)?, &mut tx).map_err(err)?;
+                        let stream =
+                            archive::open(file).map_err(|e| other!("reading the archive: {e}"))?;
+                        read_tar(stream, &mut tx).map_err(err)?;
                         tx.finish().map_err(err)?;
                     }
                     Item::File { file, st, .. } => {
-                        let target = if into_dir {
+                        let target = if c.parents {
+                            under
+                        } else if into_dir {
                             format!("{dest_abs}/{base}")
                         } else {
                             dest_abs.clone()
@@ -1579,7 +1621,12 @@ impl<'b, 'a> StageRun<'b, 'a> {
 
 /// Adds what `items` hold (each one's path, then its entries with content) to `sum`, and
 /// leaves file sources at their start for reading again.
-fn sum_items(sum: &mut Checksum, tree: &Tree, items: &mut [Item]) -> Result<(), BuildError> {
+fn sum_items(
+    sum: &mut Checksum,
+    tree: &Tree,
+    items: &mut [Item],
+    exclude: Option<&IgnoreRules>,
+) -> Result<(), BuildError> {
     for item in items {
         sum.add(item.rel().as_bytes());
         match item {
@@ -1591,11 +1638,29 @@ fn sum_items(sum: &mut Checksum, tree: &Tree, items: &mut [Item]) -> Result<(), 
             }
             Item::Dir { rel, dir } => {
                 let rel = rel.clone();
-                tree.walk_dir(&rel, dir.as_fd(), Path::new(""), sum)?;
+                tree.walk_dir(&rel, dir.as_fd(), Path::new(""), exclude, sum)?;
             }
         }
     }
     Ok(())
+}
+
+/// COPY `--parents`: the part of a source's path that is kept under the destination,
+/// all of it, or what follows a `/./` pivot in the source as written.
+fn kept_path(source: &str, rel: &str) -> String {
+    let rel = if rel == "." { "" } else { rel };
+    let raw = source.trim_start_matches("./");
+    let Some((before, _)) = raw.split_once("/./") else {
+        return rel.to_string();
+    };
+    let prefix = crate::ignore::clean_path(before);
+    let prefix = prefix.trim_start_matches('/');
+    match rel.strip_prefix(prefix) {
+        Some(rest) if prefix.is_empty() || rest.is_empty() || rest.starts_with('/') => {
+            rest.trim_start_matches('/').to_string()
+        }
+        _ => rel.to_string(),
+    }
 }
 
 /// The arguments of a COPY or ADD.
@@ -1736,14 +1801,18 @@ const CONTAINER_FILE: &str = "container";
 /// A fresh directory `<root>/build/step-*` for one step, deleted when dropped. It holds an
 /// flock on itself while it lives, so one that a killed build left is told apart from one
 /// in use ([`clean_stale`]).
-struct StepDir {
+pub struct StepDir {
     // Fields drop in order: the directory goes while still locked.
     dir: tempfile::TempDir,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl StepDir {
-    fn path(&self) -> &Path {
+    pub fn new(engine: &Engine) -> Result<StepDir, BuildError> {
+        scratch_dir(engine)
+    }
+
+    pub fn path(&self) -> &Path {
         self.dir.path()
     }
 }
@@ -1858,45 +1927,6 @@ fn chown_ids(root: BorrowedFd, spec: &str) -> Result<(u32, u32), BuildError> {
     Ok((u.uid, u.gid))
 }
 
-/// Whether ADD unpacks this file: a gzip stream or a tar (its `ustar` magic).
-fn is_archive(file: &std::fs::File) -> bool {
-    use std::os::unix::fs::FileExt;
-    let mut head = [0u8; 512];
-    let mut n = 0;
-    while n < head.len() {
-        match file.read_at(&mut head[n..], n as u64) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    (n >= 2 && head[..2] == [0x1f, 0x8b]) || (n >= 262 && &head[257..262] == b"ustar")
-}
-
-fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    n
-}
-
-fn decompress(file: &mut std::fs::File) -> Result<Box<dyn Read + '_>, BuildError> {
-    let mut magic = [0u8; 2];
-    let n = read_full(file, &mut magic);
-    file.rewind()
-        .map_err(|e| other!("reading the archive: {e}"))?;
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            file,
-        )))
-    } else {
-        Box::new(std::io::BufReader::new(file))
-    })
-}
-
 /// A RUN's shell text with its here-documents: `RUN <<EOF` alone runs the body as the
 /// script; otherwise the bodies follow the line, for the shell to read as here-documents.
 fn shell_script(text: &str, heredocs: &[Heredoc]) -> String {
@@ -2003,6 +2033,15 @@ mod tests {
             "cat <<A > /f\nbody\nA"
         );
         assert_eq!(shell_script("echo plain", &[]), "echo plain");
+    }
+
+    #[test]
+    fn parents_keep_the_path_after_a_pivot() {
+        assert_eq!(kept_path("a/b/c.txt", "a/b/c.txt"), "a/b/c.txt");
+        assert_eq!(kept_path("./a/./b/*.txt", "a/b/c.txt"), "b/c.txt");
+        assert_eq!(kept_path("/a/b/./c", "a/b/c"), "c");
+        assert_eq!(kept_path("./x/*", "x/y"), "x/y");
+        assert_eq!(kept_path(".", "."), "");
     }
 
     #[test]

@@ -246,11 +246,14 @@ impl Tree {
 
     /// Walks a directory source into `sink`, its entries named `top/…`, leaving out what
     /// `.dockerignore` excludes.
+    /// `exclude` (COPY's `--exclude`) leaves out more, matched against paths below the
+    /// directory.
     pub fn walk_dir(
         &self,
         rel: &str,
         dir: BorrowedFd,
         top: &Path,
+        exclude: Option<&IgnoreRules>,
         sink: &mut dyn Sink,
     ) -> Result<(), BuildError> {
         let prefix = if rel == "." {
@@ -258,7 +261,10 @@ impl Tree {
         } else {
             rel.into()
         };
-        let skip = |path: &str, _: &FileStat| self.excluded(&format!("{prefix}{path}"));
+        let skip = |path: &str, _: &FileStat| {
+            self.excluded(&format!("{prefix}{path}"))
+                || exclude.is_some_and(|e| e.is_excluded(path.trim_start_matches('/')))
+        };
         let opts = WalkOptions {
             oci_whiteouts: false,
             skip: Some(&skip),
@@ -408,7 +414,8 @@ mod tests {
             let Item::Dir { rel, dir } = &items[0] else {
                 panic!()
             };
-            t.walk_dir(rel, dir.as_fd(), Path::new(""), &mut c).unwrap();
+            t.walk_dir(rel, dir.as_fd(), Path::new(""), None, &mut c)
+                .unwrap();
             c.finish()
         };
         let first = sum(&t);
