@@ -972,6 +972,65 @@ fn add_archives_and_copy_exclude_and_parents() {
     b.assert_nothing_left();
 }
 
+/// COPY --link: the layer is made in an empty tree (a symlink the parent has on the
+/// destination path is not followed) and does not depend on the parent: when an earlier
+/// step changes, the linked layer is put on the new parent as it is, without copying.
+#[test]
+fn copy_link_makes_a_layer_independent_of_its_parent() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("base.txt", "one\n"),
+            ("app/f", "linked\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1\nCOPY base.txt /base.txt\nRUN ln -s /tmp /app\nCOPY --link app/ /app/\n",
+            ),
+        ],
+    );
+    let last_diff = |name: &str| {
+        config(&b, name)["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone()
+    };
+    build_ok(&b, &["-t", "link:1"], &dir);
+    assert_eq!(
+        run(
+            &b,
+            &[
+                "link:1",
+                "sh",
+                "-c",
+                "test -d /app && test ! -L /app && cat /app/f; ls /tmp"
+            ]
+        ),
+        "linked\n"
+    );
+    std::fs::write(dir.join("base.txt"), "two\n").unwrap();
+    let out = build_ok(&b, &["-t", "link:2"], &dir);
+    let steps: Vec<&str> = out.split("Step ").collect();
+    assert!(
+        steps[4].contains(" ---> Using cache (linked layer)"),
+        "the linked step: {out}"
+    );
+    assert!(
+        steps[3].contains("Running in"),
+        "the RUN after the change: {out}"
+    );
+    assert_eq!(last_diff("link:2"), last_diff("link:1"));
+    assert_ne!(b.image_id("link:2"), b.image_id("link:1"));
+    assert_eq!(
+        run(&b, &["link:2", "cat", "/base.txt", "/app/f"]),
+        "two\nlinked\n"
+    );
+    b.assert_nothing_left();
+}
+
 /// Interop both ways: an image `podman build` made (podman save → berth load) runs under
 /// berth, and one berth built, pushed to a registry, runs under podman.
 #[test]

@@ -886,6 +886,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
                 heredocs: c.heredocs,
                 exclude: c.exclude,
                 parents: c.parents,
+                link: c.link,
                 add: false,
             }),
             Instruction::Add(a) => {
@@ -904,6 +905,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
                     heredocs: a.heredocs,
                     exclude: a.exclude,
                     parents: false,
+                    link: a.link,
                     add: true,
                 })
             }
@@ -1497,10 +1499,31 @@ impl<'b, 'a> StageRun<'b, 'a> {
         if c.parents {
             created_by += " --parents";
         }
+        if c.link {
+            created_by += " --link";
+        }
         created_by += &format!(" {} {}", shown.join(" "), c.dest);
         let key = key_of(&self.state.key, &format!("{created_by}\n{checksum}"));
         if self.cached(&key)? {
             return Ok(());
+        }
+        // A linked layer is the same over any parent: its own key leaves the parent out
+        // (not the WORKDIR a relative destination is under). Owner names are looked up
+        // in the parent, so a --chown by name keeps the parent in the key.
+        let by_name = c
+            .chown
+            .as_deref()
+            .is_some_and(|o| o.split(':').any(|p| p.parse::<u32>().is_err()));
+        let link_key = (c.link && !by_name).then(|| {
+            key_of(
+                "link",
+                &format!("{created_by}\n{checksum}\n{}", self.state.workdir()),
+            )
+        });
+        if let Some(link_key) = &link_key {
+            if self.relink(link_key, &key, &created_by)? {
+                return Ok(());
+            }
         }
 
         let chmod = c
@@ -1515,9 +1538,18 @@ impl<'b, 'a> StageRun<'b, 'a> {
             .transpose()?;
         let engine = self.engine();
         let mut blobs = NewBlobs::new(&engine.images);
-        let ws = Workspace::open(engine, &self.state)?;
+        // --link writes into an empty tree: nothing of the parent is read or followed.
+        let ws = if c.link {
+            Workspace::open(engine, &State::scratch())?
+        } else {
+            Workspace::open(engine, &self.state)?
+        };
         let root = ws.root();
         let owner = match &c.chown {
+            Some(spec) if c.link => {
+                let parent = Workspace::open(engine, &self.state)?;
+                chown_ids(parent.root(), spec)?
+            }
             Some(spec) => chown_ids(root, spec)?,
             None => (0, 0),
         };
@@ -1615,7 +1647,45 @@ impl<'b, 'a> StageRun<'b, 'a> {
         }
         x.finish().map_err(err)?;
         let layer = ws.into_layer(engine, &self.state, &mut blobs)?;
-        self.commit(key, created_by, Some(layer), blobs)
+        let parent = self.state.image.clone();
+        self.commit(key, created_by, Some(layer), blobs)?;
+        if let (Some(link_key), Some(id)) = (link_key, &self.state.image) {
+            self.b
+                .cache
+                .put(&link_key, id, parent.as_ref())
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// A `--link` step whose layer was made before, over whatever parent: that layer goes
+    /// on this state as it is (no file is copied), under the step's own key too.
+    fn relink(&mut self, link_key: &str, key: &str, created_by: &str) -> Result<bool, BuildError> {
+        if self.b.opts.no_cache {
+            return Ok(false);
+        }
+        let Some(made) = self.b.cache.get(link_key).map_err(err)? else {
+            return Ok(false);
+        };
+        let Ok((layers, _)) = layers_of(&self.engine().images, &made) else {
+            return Ok(false);
+        };
+        let Some(mut layer) = layers.last().cloned() else {
+            return Ok(false);
+        };
+        // The media type follows this image's manifest, Docker's or OCI's.
+        let media_type = match (self.state.docker, layer.descriptor["mediaType"].as_str()) {
+            (true, Some(image::manifest::OCI_LAYER_GZIP)) => image::manifest::DOCKER_LAYER_GZIP,
+            (false, Some(image::manifest::DOCKER_LAYER_GZIP)) => image::manifest::OCI_LAYER_GZIP,
+            (_, Some(t)) => t,
+            (_, None) => return Ok(false),
+        }
+        .to_string();
+        layer.descriptor["mediaType"] = json!(media_type);
+        self.b.progress.line(" ---> Using cache (linked layer)");
+        let blobs = NewBlobs::new(&self.engine().images);
+        self.commit(key.to_string(), created_by.to_string(), Some(layer), blobs)?;
+        Ok(true)
     }
 }
 
@@ -1674,6 +1744,8 @@ struct CopyStep {
     heredocs: Vec<Heredoc>,
     exclude: Vec<String>,
     parents: bool,
+    /// `--link`: copied into an empty tree, a layer that does not depend on the parent.
+    link: bool,
     add: bool,
 }
 
