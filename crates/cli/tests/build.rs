@@ -472,7 +472,9 @@ fn run_mounts_cache_bind_and_tmpfs_like_buildkit() {
                  RUN --mount=type=tmpfs,target=/scratch \
                      echo t > /scratch/t && awk '$2 == \"/scratch\" {print $3}' /proc/mounts > /seen-tmpfs\n\
                  RUN --mount=type=cache,target=/c,sharing=locked,mode=0700,uid=5 \
-                     stat -c '%a %u' /c > /seen-mode && touch /c/made\n",
+                     stat -c '%a %u' /c > /seen-mode && touch /c/made\n\
+                 RUN --mount=type=cache,target=/seeded,from=tools,source=/out \
+                     cat /seeded/tool.txt > /seen-seed\n",
             ),
         ],
     );
@@ -483,14 +485,14 @@ fn run_mounts_cache_bind_and_tmpfs_like_buildkit() {
                 image,
                 "sh",
                 "-c",
-                "cat /runs /seen-ctx /seen-stage /seen-rw /seen-tmpfs /seen-mode",
+                "cat /runs /seen-ctx /seen-stage /seen-rw /seen-tmpfs /seen-mode /seen-seed",
             ],
         )
     };
     build_ok(&b, &["-t", "m:1"], &dir);
     assert_eq!(
         show("m:1"),
-        "1\nfrom the context\nfrom the stage\nscribble\ntmpfs\n700 5\n"
+        "1\nfrom the context\nfrom the stage\nscribble\ntmpfs\n700 5\nfrom the stage\n"
     );
     // Neither the mounts' contents nor the mount points the runtime made are in the image.
     let listed = run(
@@ -499,7 +501,7 @@ fn run_mounts_cache_bind_and_tmpfs_like_buildkit() {
             "m:1",
             "sh",
             "-c",
-            "ls -d /var /var/cache /ctx /in /rw /scratch /c 2>/dev/null; true",
+            "ls -d /var /var/cache /ctx /in /rw /scratch /c /seeded 2>/dev/null; true",
         ],
     );
     assert_eq!(listed, "");
@@ -521,7 +523,7 @@ fn run_mounts_cache_bind_and_tmpfs_like_buildkit() {
     let cached: Vec<bool> = steps.iter().map(|(_, c)| *c).collect();
     assert_eq!(
         cached,
-        [false, true, false, true, false, false, false, false, false],
+        [false, true, false, true, false, false, false, false, false, false],
         "{steps:?}"
     );
     assert_eq!(
