@@ -639,7 +639,14 @@ impl Builder<'_> {
             n += 1;
             self.progress
                 .line(&format!("Step {n}/{} : {}", self.total, step.original));
-            run.step(step).map_err(|e| e.at(step.line))?;
+            run.step(step).map_err(|e| {
+                // Whatever a step failed with after an interrupt, the interrupt is why.
+                if self.opts.interrupt.is_set() {
+                    BuildError::Interrupted
+                } else {
+                    e.at(step.line)
+                }
+            })?;
         }
         self.opts.interrupt.check()?;
         Ok(run.state)
@@ -1579,6 +1586,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
             let mut sink = Chmod {
                 inner: &mut x,
                 mode: chmod,
+                interrupt: &self.b.opts.interrupt,
             };
             for (item, kept) in items.iter_mut().zip(&kept) {
                 let base = item.base();
@@ -1750,13 +1758,18 @@ struct CopyStep {
 }
 
 /// Applies `--chmod` to what goes through (not to symlinks).
+/// Stops at the first entry after an interrupt, so a large COPY ends at once too.
 struct Chmod<'a> {
     inner: &'a mut dyn Sink,
     mode: Option<u32>,
+    interrupt: &'a Interrupt,
 }
 
 impl Sink for Chmod<'_> {
     fn put(&mut self, e: &Entry, data: &mut dyn Read) -> engine::fs::Result<()> {
+        if self.interrupt.is_set() {
+            return Err(engine::fs::FsError::Invalid("interrupted".into()));
+        }
         match self.mode {
             Some(mode) if !matches!(e.kind, Kind::Symlink(_) | Kind::HardLink(_)) => {
                 let mut e = e.clone();
