@@ -57,7 +57,8 @@ const STOPPING: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 /// Takes the stopping signals (blocked before any thread exists, so that only this
 /// thread receives them) and interrupts the build with the first: no step starts after
 /// it, and the RUN containers running are killed until the build has let go of them
-/// (one may be between its creation and its start). Returns the signal received.
+/// (one may be between its creation and its start). A second signal ends the process
+/// at once, leaving what is left to the next build's cleaner. Returns the first signal.
 fn stop_on_signals(app: &App, interrupt: Arc<Interrupt>) -> Result<Arc<AtomicI32>> {
     let mut set = SigSet::empty();
     for s in STOPPING {
@@ -71,17 +72,23 @@ fn stop_on_signals(app: &App, interrupt: Arc<Interrupt>) -> Result<Arc<AtomicI32
         let Ok(sig) = set.wait() else { return };
         seen.store(sig as i32, Ordering::SeqCst);
         interrupt.interrupt();
-        let Ok(engine) = crate::containers::open_engine_at(&root, &runroot) else {
-            return;
-        };
         // Lives until the process exits with the build's result.
-        loop {
-            for id in interrupt.running() {
-                if let Ok(c) = engine.find(&id) {
-                    let _ = engine.kill(&c, libc::SIGKILL);
+        std::thread::spawn(move || {
+            let Ok(engine) = crate::containers::open_engine_at(&root, &runroot) else {
+                return;
+            };
+            loop {
+                for id in interrupt.running() {
+                    if let Ok(c) = engine.find(&id) {
+                        let _ = engine.kill(&c, libc::SIGKILL);
+                    }
                 }
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        });
+        if let Ok(again) = set.wait() {
+            eprintln!("Error: the build was interrupted");
+            std::process::exit(128 + again as i32);
         }
     });
     Ok(received)

@@ -590,7 +590,7 @@ fn an_interrupted_build_leaves_nothing() {
     };
     // Starts the build, waits for its RUN to run, sends `sig`; the status, how long the
     // build took to end after it, and its stderr.
-    let interrupt = |sig: nix::sys::signal::Signal| {
+    let interrupt = |sig: nix::sys::signal::Signal, times: usize| {
         let mut child = b
             .cmd(&["build", "-t", "int:1", dir.to_str().unwrap()])
             .stdout(std::process::Stdio::piped())
@@ -613,7 +613,9 @@ fn an_interrupted_build_leaves_nothing() {
             .expect("the RUN started");
         assert_eq!(step_dirs().len(), 1, "the RUN's, with the rw bind's copy");
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, sig).unwrap();
+        for _ in 0..times {
+            nix::sys::signal::kill(pid, sig).unwrap();
+        }
         let sent = std::time::Instant::now();
         let out = child.wait_with_output().unwrap();
         (
@@ -626,7 +628,7 @@ fn an_interrupted_build_leaves_nothing() {
         (nix::sys::signal::Signal::SIGINT, 130),
         (nix::sys::signal::Signal::SIGTERM, 143),
     ] {
-        let (status, took, err) = interrupt(sig);
+        let (status, took, err) = interrupt(sig, 1);
         assert_eq!(status.code(), Some(code), "{sig}: {err}");
         assert_eq!(err, "Error: the build was interrupted\n");
         assert!(
@@ -642,8 +644,16 @@ fn an_interrupted_build_leaves_nothing() {
         b.assert_nothing_left();
     }
 
+    // A second Ctrl-C ends berth at once (what is left then is the cleaner's).
+    let (status, took, _) = interrupt(nix::sys::signal::Signal::SIGINT, 2);
+    assert_eq!(status.code(), Some(130));
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+    b.ok(&["builder", "prune", "-f"]);
+    assert_eq!(step_dirs(), Vec::<String>::new());
+    b.assert_nothing_left();
+
     // SIGKILL: the step directory stays, and the RUN container (still running).
-    let (status, _, _) = interrupt(nix::sys::signal::Signal::SIGKILL);
+    let (status, _, _) = interrupt(nix::sys::signal::Signal::SIGKILL, 1);
     assert_eq!(status.signal(), Some(libc::SIGKILL));
     assert_eq!(step_dirs().len(), 1);
     assert_eq!(b.ok(&["ps", "-aq"]).lines().count(), 1);
@@ -652,7 +662,7 @@ fn an_interrupted_build_leaves_nothing() {
     b.assert_nothing_left();
     // The next build cleans up too (and a live build's directories are not touched: the
     // cleaner takes only unlocked ones, which its own RUN below relies on).
-    interrupt(nix::sys::signal::Signal::SIGKILL);
+    interrupt(nix::sys::signal::Signal::SIGKILL, 1);
     assert_eq!(step_dirs().len(), 1);
     std::fs::write(dir.join("Dockerfile"), "FROM bb:1\nRUN echo next\n").unwrap();
     build_ok(&b, &["-t", "next:1"], &dir);
