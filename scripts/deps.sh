@@ -3,7 +3,8 @@
 # Idempotent: only calls apt-get when something is missing.
 # With --peers, also the engines the interop tests drive berth-runtime with.
 set -euo pipefail
-pkgs=(busybox-static libseccomp-dev pkg-config iproute2 nftables iptables)
+# xz-utils, bzip2, zstd: the build tests make compressed archives with tar.
+pkgs=(busybox-static libseccomp-dev pkg-config iproute2 nftables iptables xz-utils bzip2 zstd)
 if [ "${1:-}" = --peers ]; then
   pkgs+=(podman netavark containerd docker.io runc crun skopeo tar docker-registry)
 fi

@@ -78,6 +78,11 @@ impl IgnoreRules {
 
     /// Whether `path` (relative to the context root, `/`-separated) is left out of the
     /// build context, by its own name or by one of its parent directories.
+    /// Whether there are no patterns (nothing can be excluded).
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
     pub fn is_excluded(&self, path: &str) -> bool {
         let file = clean_path(path);
         let file = file.trim_start_matches('/');

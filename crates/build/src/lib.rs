@@ -16,4 +16,4 @@ pub use ignore::{IgnoreError, IgnoreRules};
 pub use instructions::*;
 pub use parser::parse;
 pub mod builder;
-pub use builder::{build, BuildError, BuildOptions};
+pub use builder::{build, BuildError, BuildOptions, Interrupt};

@@ -3,10 +3,14 @@
 use crate::containers::open_engine;
 use crate::App;
 use anyhow::{bail, Context, Result};
+use build::Interrupt;
 use clap::{Args, Subcommand};
 use image::reference::Reference;
+use nix::sys::signal::{SigSet, Signal};
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 
 /// `docker build` flags.
 #[derive(Args)]
@@ -46,16 +50,74 @@ pub struct BuildArgs {
     pub context: String,
 }
 
-pub fn build(app: &App, a: &BuildArgs) -> Result<i32> {
-    let (dockerfile, context) = if a.context == "-" {
-        if a.file.is_some() {
-            bail!("--file cannot be used with a Dockerfile on STDIN ('-')");
+/// Signals that stop a build: its RUN containers are killed and removed, its step
+/// directories deleted, nothing tagged.
+const STOPPING: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+/// Takes the stopping signals (blocked before any thread exists, so that only this
+/// thread receives them) and interrupts the build with the first: no step starts after
+/// it, and the RUN containers running are killed until the build has let go of them
+/// (one may be between its creation and its start). A second signal ends the process
+/// at once, leaving what is left to the next build's cleaner. Returns the first signal.
+fn stop_on_signals(app: &App, interrupt: Arc<Interrupt>) -> Result<Arc<AtomicI32>> {
+    let mut set = SigSet::empty();
+    for s in STOPPING {
+        set.add(s);
+    }
+    set.thread_block()?;
+    let received = Arc::new(AtomicI32::new(0));
+    let seen = received.clone();
+    let (root, runroot) = (app.root.clone(), app.runroot.clone());
+    std::thread::spawn(move || {
+        let Ok(sig) = set.wait() else { return };
+        seen.store(sig as i32, Ordering::SeqCst);
+        interrupt.interrupt();
+        // Lives until the process exits with the build's result.
+        std::thread::spawn(move || {
+            let Ok(engine) = crate::containers::open_engine_at(&root, &runroot) else {
+                return;
+            };
+            loop {
+                for id in interrupt.running() {
+                    if let Ok(c) = engine.find(&id) {
+                        let _ = engine.kill(&c, libc::SIGKILL);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        if let Ok(again) = set.wait() {
+            eprintln!("Error: the build was interrupted");
+            std::process::exit(128 + again as i32);
         }
-        let mut text = String::new();
+    });
+    Ok(received)
+}
+
+pub fn build(app: &App, a: &BuildArgs) -> Result<i32> {
+    let interrupt = Arc::new(Interrupt::default());
+    let received = stop_on_signals(app, interrupt.clone())?;
+    let engine = open_engine(app)?;
+    // A context that came as a tar on stdin, unpacked for the build.
+    let mut _unpacked = None;
+    let (dockerfile, context) = if a.context == "-" {
+        let mut input = Vec::new();
         std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the Dockerfile from STDIN")?;
-        (text, None)
+            .read_to_end(&mut input)
+            .context("reading STDIN")?;
+        if build::builder::archive::starts_with_tar(&input[..]) {
+            let (dir, text) = unpack_context(&engine, &input, a.file.as_deref())?;
+            let context = dir.path().join("context");
+            _unpacked = Some(dir);
+            (text, Some(context))
+        } else {
+            if a.file.is_some() {
+                bail!("--file cannot be used with a Dockerfile on STDIN ('-')");
+            }
+            let text = String::from_utf8(input)
+                .map_err(|_| anyhow::anyhow!("the Dockerfile on STDIN is not UTF-8 text"))?;
+            (text, None)
+        }
     } else {
         let dir = PathBuf::from(&a.context);
         if !dir.is_dir() {
@@ -117,9 +179,17 @@ pub fn build(app: &App, a: &BuildArgs) -> Result<i32> {
         labels,
         platform: a.platform.clone(),
         quiet: a.quiet,
+        interrupt,
     };
-    let engine = open_engine(app)?;
-    let id = build::build(&engine, &opts, Box::new(std::io::stdout()))?;
+    let id = match build::build(&engine, &opts, Box::new(std::io::stdout())) {
+        Ok(id) => id,
+        Err(e @ build::BuildError::Interrupted) => {
+            // As a shell reports a command a signal ended: 128 + the signal.
+            let sig = received.load(Ordering::SeqCst);
+            return Err(crate::containers::Exit(128 + sig, e.to_string()).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(f) = &a.iidfile {
         std::fs::write(f, id.to_string())
             .with_context(|| format!("writing the image ID to {}", f.display()))?;
@@ -128,6 +198,43 @@ pub fn build(app: &App, a: &BuildArgs) -> Result<i32> {
         println!("{id}");
     }
     Ok(0)
+}
+
+/// A build context sent as a tar (plain or compressed) on stdin, as `docker build -`
+/// takes one: unpacked into a step directory of the store (removed with it, or by the
+/// next build if this one is killed), with the Dockerfile read from inside it (`-f`,
+/// else `Dockerfile`), never through a symlink out of it.
+fn unpack_context(
+    engine: &engine::container::Engine,
+    input: &[u8],
+    file: Option<&str>,
+) -> Result<(build::builder::StepDir, String)> {
+    use engine::fs::extract::{Extract, Owner};
+    use nix::fcntl::OFlag;
+    use std::os::fd::AsFd;
+    let dir = build::builder::StepDir::new(engine)?;
+    let root = dir.path().join("context");
+    std::fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+    let fd = nix::fcntl::open(
+        &root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let stream = build::builder::archive::decompressed(input)?;
+    let mut x = Extract::new(fd.as_fd(), "/", Owner::Entry);
+    engine::fs::walk::read_tar(stream, &mut x).context("unpacking the context from STDIN")?;
+    x.finish().context("unpacking the context from STDIN")?;
+    let name = file.unwrap_or("Dockerfile");
+    let df =
+        engine::fs::resolve::open_in_root(fd.as_fd(), std::path::Path::new(name), OFlag::O_RDONLY)
+            .map_err(|e| {
+                anyhow::anyhow!("unable to read the Dockerfile {name} in the context: {e}")
+            })?;
+    let mut text = String::new();
+    std::fs::File::from(df)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading the Dockerfile {name}"))?;
+    Ok((dir, text))
 }
 
 #[derive(Subcommand)]
@@ -149,7 +256,8 @@ pub fn builder_cmd(app: &App, c: &BuilderCmd) -> Result<i32> {
     }
 }
 
-/// Forgets the cache and removes the images only it kept: untagged, unused by containers.
+/// Forgets the cache and removes the images only it kept (untagged, unused by containers)
+/// and the cache mounts of RUN steps.
 fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
     if !a.force
         && !crate::volumes::confirm(
@@ -159,6 +267,8 @@ fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
         return Ok(0);
     }
     let engine = open_engine(app)?;
+    // Step directories (and their RUN containers) of builds that were killed.
+    let mut removed = build::builder::clean_stale(&engine)?;
     let cache = build::builder::cache::Cache::open(engine.images.meta.shared())?;
     let images = cache.clear()?;
     let used: std::collections::HashSet<String> = engine
@@ -167,7 +277,6 @@ fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    let mut removed = 0;
     for id in images {
         let Ok(digest) = id.parse::<image::digest::Digest>() else {
             continue;
@@ -180,6 +289,8 @@ fn prune(app: &App, a: &PruneArgs) -> Result<i32> {
             removed += 1;
         }
     }
+    // RUN --mount=type=cache directories no build is using, as docker's prune removes them.
+    removed += build::builder::mounts::prune_caches(&engine.root)?;
     let freed = engine.images.try_gc()?.map_or(0, |r| r.blob_bytes);
     println!("Deleted build cache objects: {removed}");
     println!("Total reclaimed space: {}", crate::units::human_size(freed));

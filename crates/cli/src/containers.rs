@@ -15,17 +15,22 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 pub fn open_engine(app: &App) -> Result<Engine> {
+    open_engine_at(&app.root, &app.runroot)
+}
+
+/// The engine of `--root` and `--runroot`, for a thread that outlives the `App`.
+pub fn open_engine_at(root: &std::path::Path, runroot: &std::path::Path) -> Result<Engine> {
     let exe = std::env::current_exe().context("finding the berth binary")?;
     let exit_command = vec![
         exe.into_os_string(),
         "--root".into(),
-        app.root.clone().into_os_string(),
+        root.as_os_str().to_owned(),
         "--runroot".into(),
-        app.runroot.clone().into_os_string(),
+        runroot.as_os_str().to_owned(),
         "container".into(),
         "cleanup".into(),
     ];
-    Ok(Engine::open(&app.root, &app.runroot, exit_command)?)
+    Ok(Engine::open(root, runroot, exit_command)?)
 }
 
 /// `IMAGE [COMMAND] [ARG...]` is one positional: docker passes everything after the

@@ -352,6 +352,324 @@ fn rebuild_is_cached_and_a_changed_source_rebuilds_from_its_step() {
     b.assert_nothing_left();
 }
 
+/// Everything a container sees of its image (not the mounts the runtime adds): each
+/// node's type and mode, owner, and for non-directories size, mtime, link count, link
+/// target and content. Directory mtimes are left out: the runtime's mount points change
+/// some of them in every container.
+const TREE_LISTING: &str = r#"
+set -e
+prune='( -path /proc -o -path /sys -o -path /dev -o -path /etc/hosts -o -path /etc/hostname -o -path /etc/resolv.conf -o -path /etc/mtab -o -path /.dockerenv ) -prune -o'
+{
+find / -mindepth 1 -xdev $prune -type d -exec stat -c 'dir %n %f %u:%g' {} +
+find / -mindepth 1 -xdev $prune ! -type d -exec stat -c 'node %N %f %u:%g %s %Y %h' {} +
+find / -mindepth 1 -xdev $prune -type f -exec md5sum {} +
+} | sort
+"#;
+
+/// A step's upper directory becomes its layer's snapshot as the build goes (nothing is
+/// unpacked from the blob the step just wrote), and a container sees the same tree from
+/// those snapshots as from the layers' blobs unpacked: whiteouts, an opaque directory,
+/// links, modes and owners included.
+#[test]
+fn built_layers_are_kept_as_snapshots_that_match_their_blobs() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("tree/keep", "keep\n"),
+            ("tree/gone", "gone\n"),
+            ("tree/sub/old", "old\n"),
+            ("tree/run.sh", "#!/bin/sh\necho run\n"),
+            ("last", "last\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1\n\
+                 COPY tree/ /data/\n\
+                 RUN rm /data/gone /bin/vi && rm -rf /data/sub && mkdir /data/sub && \
+                     echo new > /data/sub/new && ln -s keep /data/link && ln /data/keep /data/hard && \
+                     chmod 4755 /data/run.sh && chown 7:8 /data/keep && mkdir -p /var/empty && \
+                     echo more >> /etc/group\n\
+                 COPY --chmod=600 --chown=3:4 last /data/sub/\n\
+                 CMD [\"sh\"]\n",
+            ),
+        ],
+    );
+    build_ok(&b, &["-t", "snap:1"], &dir);
+    let cfg = config(&b, "snap:1");
+    let diff_ids: Vec<image::digest::Digest> = cfg["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(diff_ids.len(), 4, "{cfg}");
+    let chains = image::meta::chain_ids(&diff_ids);
+    let snapshot = |chain: &image::digest::Digest| b.root().join("snapshots").join(chain.hex());
+    // Every layer has its snapshot already, the last COPY's too, which no container of
+    // the build needed (unpacking on demand would not have made it).
+    for chain in &chains {
+        assert!(snapshot(chain).join("done").exists(), "{chain}");
+    }
+    let kept = run(&b, &["snap:1", "sh", "-c", TREE_LISTING]);
+    for want in [
+        "node /data/sub/new 81a4 0:0 4 ",
+        "node /data/sub/last 8180 3:4 5 ",
+        "node /data/run.sh 89ed 0:0 ",
+        "node /data/keep 81a4 7:8 5 ",
+        "node '/data/link' -> 'keep' a1ff 0:0 4 ",
+        "dir /var/empty 41ed 0:0",
+    ] {
+        assert!(kept.contains(want), "{want}\n{kept}");
+    }
+    for gone in ["/data/gone", "/data/sub/old", "/bin/vi "] {
+        assert!(!kept.contains(gone), "{gone}\n{kept}");
+    }
+    // The same tree when every layer is unpacked again from its blob.
+    for chain in &chains {
+        std::fs::remove_dir_all(snapshot(chain)).unwrap();
+    }
+    let unpacked = run(&b, &["snap:1", "sh", "-c", TREE_LISTING]);
+    assert!(snapshot(&chains[3]).join("done").exists());
+    assert_eq!(kept, unpacked);
+    b.assert_nothing_left();
+}
+
+/// The steps of a build's output, in order, and whether each came from the cache.
+fn steps_cached(out: &str) -> Vec<(String, bool)> {
+    out.split("Step ")
+        .skip(1)
+        .map(|s| {
+            let first = s.lines().next().unwrap_or_default();
+            (first.to_string(), s.contains(" ---> Using cache"))
+        })
+        .collect()
+}
+
+/// RUN --mount as BuildKit's: a cache directory that outlives builds, binds of the context
+/// and of another stage, a read-write bind whose writes go nowhere, a tmpfs; none of them,
+/// nor their mount points, in the image.
+#[test]
+fn run_mounts_cache_bind_and_tmpfs_like_buildkit() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("src/a.txt", "from the context\n"),
+            ("src/sub/b.txt", "b\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1 AS tools\n\
+                 RUN mkdir /out && echo from the stage > /out/tool.txt\n\
+                 FROM bb:1\n\
+                 RUN --mount=type=cache,target=/var/cache/app,id=appcache \
+                     echo run >> /var/cache/app/log && wc -l < /var/cache/app/log > /runs\n\
+                 RUN --mount=type=bind,target=/ctx cat /ctx/src/a.txt > /seen-ctx\n\
+                 RUN --mount=type=bind,from=tools,source=/out,target=/in cat /in/tool.txt > /seen-stage\n\
+                 RUN --mount=type=bind,source=src,target=/rw,rw \
+                     echo scribble > /rw/a.txt && echo x > /rw/new && cat /rw/a.txt > /seen-rw\n\
+                 RUN --mount=type=tmpfs,target=/scratch \
+                     echo t > /scratch/t && awk '$2 == \"/scratch\" {print $3}' /proc/mounts > /seen-tmpfs\n\
+                 RUN --mount=type=cache,target=/c,sharing=locked,mode=0700,uid=5 \
+                     stat -c '%a %u' /c > /seen-mode && touch /c/made\n\
+                 RUN --mount=type=cache,target=/seeded,from=tools,source=/out \
+                     cat /seeded/tool.txt > /seen-seed\n",
+            ),
+        ],
+    );
+    let show = |image: &str| {
+        run(
+            &b,
+            &[
+                image,
+                "sh",
+                "-c",
+                "cat /runs /seen-ctx /seen-stage /seen-rw /seen-tmpfs /seen-mode /seen-seed",
+            ],
+        )
+    };
+    build_ok(&b, &["-t", "m:1"], &dir);
+    assert_eq!(
+        show("m:1"),
+        "1\nfrom the context\nfrom the stage\nscribble\ntmpfs\n700 5\nfrom the stage\n"
+    );
+    // Neither the mounts' contents nor the mount points the runtime made are in the image.
+    let listed = run(
+        &b,
+        &[
+            "m:1",
+            "sh",
+            "-c",
+            "ls -d /var /var/cache /ctx /in /rw /scratch /c /seeded 2>/dev/null; true",
+        ],
+    );
+    assert_eq!(listed, "");
+    // The read-write bind wrote nowhere.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("src/a.txt")).unwrap(),
+        "from the context\n"
+    );
+    assert!(!dir.join("src/new").exists());
+
+    // The cache survives into the next build, even without the layer cache.
+    build_ok(&b, &["--no-cache", "-t", "m:2"], &dir);
+    assert_eq!(run(&b, &["m:2", "cat", "/runs"]), "2\n");
+    // A changed bind source reruns the step that binds it, and what follows; the cache
+    // mount's content is not in any key (its step stays cached).
+    std::fs::write(dir.join("src/a.txt"), "changed\n").unwrap();
+    let out = build_ok(&b, &["-t", "m:3"], &dir);
+    let steps = steps_cached(&out);
+    let cached: Vec<bool> = steps.iter().map(|(_, c)| *c).collect();
+    assert_eq!(
+        cached,
+        [false, true, false, true, false, false, false, false, false, false],
+        "{steps:?}"
+    );
+    assert_eq!(
+        run(&b, &["m:3", "cat", "/runs", "/seen-ctx", "/seen-rw"]),
+        "2\nchanged\nscribble\n"
+    );
+
+    // builder prune removes cache mounts: the next build starts from an empty one.
+    let pruned = b.ok(&["builder", "prune", "-f"]);
+    assert!(
+        pruned.starts_with("Deleted build cache objects: "),
+        "{pruned}"
+    );
+    assert!(
+        !b.root().join("build/cache").exists()
+            || std::fs::read_dir(b.root().join("build/cache"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    build_ok(&b, &["--no-cache", "-t", "m:4"], &dir);
+    assert_eq!(run(&b, &["m:4", "cat", "/runs"]), "1\n");
+
+    // With a .dockerignore the bound context hides what it excludes, as COPY's does.
+    std::fs::write(dir.join(".dockerignore"), "src/sub\n").unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM bb:1\nRUN --mount=type=bind,target=/ctx ls /ctx/src > /seen\n",
+    )
+    .unwrap();
+    build_ok(&b, &["-t", "m:5"], &dir);
+    assert_eq!(run(&b, &["m:5", "cat", "/seen"]), "a.txt\n");
+    b.assert_nothing_left();
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM during a RUN stops the build at once: its container and
+/// step directories are gone and nothing is tagged. A build killed outright (SIGKILL)
+/// cannot clean up; `builder prune` and the next build remove what it left.
+#[test]
+fn an_interrupted_build_leaves_nothing() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("data/f", "x\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1\nRUN --mount=type=bind,source=data,target=/m,rw echo started && sleep 30\n",
+            ),
+        ],
+    );
+    let step_dirs = || -> Vec<String> {
+        std::fs::read_dir(b.root().join("build"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("step-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Starts the build, waits for its RUN to run, sends `sig`; the status, how long the
+    // build took to end after it, and its stderr.
+    let interrupt = |sig: nix::sys::signal::Signal, times: usize| {
+        let mut child = b
+            .cmd(&["build", "-t", "int:1", dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line == "started" {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the RUN started");
+        assert_eq!(step_dirs().len(), 1, "the RUN's, with the rw bind's copy");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        for _ in 0..times {
+            nix::sys::signal::kill(pid, sig).unwrap();
+        }
+        let sent = std::time::Instant::now();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status,
+            sent.elapsed(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (sig, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+    ] {
+        let (status, took, err) = interrupt(sig, 1);
+        assert_eq!(status.code(), Some(code), "{sig}: {err}");
+        assert_eq!(err, "Error: the build was interrupted\n");
+        assert!(
+            took < std::time::Duration::from_secs(15),
+            "{sig}: the RUN was stopped, not waited for ({took:?})"
+        );
+        assert_eq!(step_dirs(), Vec::<String>::new(), "{sig}");
+        assert_ne!(
+            b.code(&["image", "inspect", "int:1"]).0,
+            0,
+            "nothing tagged"
+        );
+        b.assert_nothing_left();
+    }
+
+    // A second Ctrl-C ends berth at once (what is left then is the cleaner's).
+    let (status, took, _) = interrupt(nix::sys::signal::Signal::SIGINT, 2);
+    assert_eq!(status.code(), Some(130));
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+    b.ok(&["builder", "prune", "-f"]);
+    assert_eq!(step_dirs(), Vec::<String>::new());
+    b.assert_nothing_left();
+
+    // SIGKILL: the step directory stays, and the RUN container (still running).
+    let (status, _, _) = interrupt(nix::sys::signal::Signal::SIGKILL, 1);
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_eq!(step_dirs().len(), 1);
+    assert_eq!(b.ok(&["ps", "-aq"]).lines().count(), 1);
+    b.ok(&["builder", "prune", "-f"]);
+    assert_eq!(step_dirs(), Vec::<String>::new());
+    b.assert_nothing_left();
+    // The next build cleans up too (and a live build's directories are not touched: the
+    // cleaner takes only unlocked ones, which its own RUN below relies on).
+    interrupt(nix::sys::signal::Signal::SIGKILL, 1);
+    assert_eq!(step_dirs().len(), 1);
+    std::fs::write(dir.join("Dockerfile"), "FROM bb:1\nRUN echo next\n").unwrap();
+    build_ok(&b, &["-t", "next:1"], &dir);
+    assert_eq!(step_dirs(), Vec::<String>::new());
+    b.assert_nothing_left();
+}
+
 #[test]
 fn dockerignore_leaves_files_out_of_the_context() {
     let b = Berth::with_busybox();
@@ -481,23 +799,248 @@ fn bad_input_fails_with_the_line_and_tags_nothing() {
 #[test]
 fn dockerfile_from_stdin_without_context() {
     let b = Berth::with_busybox();
+    let (code, err) = build_stdin(
+        &b,
+        &["--build-arg", "BASE=bb:1", "-t", "stdin:1"],
+        b"ARG BASE=nothing:here\nFROM $BASE\nRUN echo from-stdin > /f\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(run(&b, &["stdin:1", "cat", "/f"]), "from-stdin\n");
+}
+
+/// Runs `berth build ARGS -` with `input` on stdin; returns the exit code and stderr.
+fn build_stdin(b: &Berth, args: &[&str], input: &[u8]) -> (i32, String) {
+    use std::io::Write;
+    let mut all = vec!["build"];
+    all.extend(args);
+    all.push("-");
     let mut child = b
-        .cmd(&["build", "--build-arg", "BASE=bb:1", "-t", "stdin:1", "-"])
+        .cmd(&all)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"ARG BASE=nothing:here\nFROM $BASE\nRUN echo from-stdin > /f\n")
-        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
     let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(run(&b, &["stdin:1", "cat", "/f"]), "from-stdin\n");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `tar -c` of `dir`'s contents, with `flag` picking the compression (`-z`, `-j`, `-J`,
+/// `--zstd`, or "" for none); the archive's bytes.
+fn tar_with(dir: &Path, flag: &str) -> Vec<u8> {
+    let mut args = vec!["-C", dir.to_str().unwrap()];
+    if !flag.is_empty() {
+        args.push(flag);
+    }
+    args.extend(["-cf", "-", "."]);
+    let out = std::process::Command::new("tar")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A context sent as a tar on stdin (`docker build - < ctx.tar`), compressed or not, with
+/// the Dockerfile found inside it; the unpacked context goes with the build.
+#[test]
+fn a_tar_context_comes_on_stdin() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("Dockerfile", "FROM bb:1\nCOPY data/ /data/\n"),
+            ("alt/Dockerfile.two", "FROM bb:1\nCOPY data/f /two\n"),
+            ("data/f", "in the tar\n"),
+        ],
+    );
+    for flag in ["", "-z", "-J", "--zstd"] {
+        let (code, err) = build_stdin(&b, &["-t", "tarctx:1"], &tar_with(&dir, flag));
+        assert_eq!(code, 0, "{flag}: {err}");
+        assert_eq!(
+            run(&b, &["tarctx:1", "cat", "/data/f"]),
+            "in the tar\n",
+            "{flag}"
+        );
+    }
+    let (code, err) = build_stdin(
+        &b,
+        &["-f", "alt/Dockerfile.two", "-t", "tarctx:2"],
+        &tar_with(&dir, "-j"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(run(&b, &["tarctx:2", "cat", "/two"]), "in the tar\n");
+    let (code, err) = build_stdin(&b, &["-f", "../../etc/passwd"], &tar_with(&dir, "-z"));
+    assert_ne!(code, 0);
+    assert!(err.contains("unable to read the Dockerfile"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(b.root().join("build"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("step-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    b.assert_nothing_left();
+}
+
+/// ADD unpacks tars in every compression Docker knows, and copies a compressed file that
+/// holds no tar as it is; COPY --exclude leaves files out (patterns as .dockerignore's,
+/// from the source directory: `*.md` only at its top), COPY --parents keeps paths.
+#[test]
+fn add_archives_and_copy_exclude_and_parents() {
+    let b = Berth::with_busybox();
+    let src = b.tmp.path().join("tarsrc");
+    std::fs::create_dir_all(src.join("t")).unwrap();
+    std::fs::write(src.join("t/inside"), "unpacked\n").unwrap();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("note.txt", "just text\n"),
+            ("app/main.c", "int main;\n"),
+            ("app/README.md", "docs\n"),
+            ("app/sub/x.md", "deep docs\n"),
+            ("app/sub/y.c", "y\n"),
+            ("home.txt", "home txt\n"),
+            ("homedir/keep", "keep\n"),
+            ("a/b/c.txt", "c\n"),
+            ("a/b/d.txt", "d\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1\n\
+                 ADD t.tar.xz /xz/\n\
+                 ADD t.tar.bz2 /bz2/\n\
+                 ADD t.tar.zst /zst/\n\
+                 ADD note.txt.gz /gz/\n\
+                 COPY --exclude=*.md --exclude=sub/*.c app/ /app/\n\
+                 COPY --exclude=*.txt hom* /home/\n\
+                 COPY --parents a/b/c.txt /p1/\n\
+                 COPY --parents ./a/./b/*.txt /p2/\n",
+            ),
+        ],
+    );
+    for (flag, name) in [
+        ("-J", "t.tar.xz"),
+        ("-j", "t.tar.bz2"),
+        ("--zstd", "t.tar.zst"),
+    ] {
+        std::fs::write(dir.join(name), tar_with(&src, flag)).unwrap();
+    }
+    let gz = std::process::Command::new("gzip")
+        .args(["-c", dir.join("note.txt").to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::write(dir.join("note.txt.gz"), gz.stdout).unwrap();
+    let out = build_ok(&b, &["-t", "arch:1"], &dir);
+    let files = run(
+        &b,
+        &[
+            "arch:1",
+            "sh",
+            "-c",
+            "cd / && find xz bz2 zst gz app home p1 p2 -type f | sort",
+        ],
+    );
+    assert_eq!(
+        files,
+        "app/main.c\napp/sub/x.md\nbz2/t/inside\ngz/note.txt.gz\nhome/keep\n\
+         p1/a/b/c.txt\np2/b/c.txt\np2/b/d.txt\nxz/t/inside\nzst/t/inside\n",
+        "{out}"
+    );
+    assert_eq!(run(&b, &["arch:1", "cat", "/zst/t/inside"]), "unpacked\n");
+    let cfg = config(&b, "arch:1");
+    let by: Vec<&str> = cfg["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        by.contains(&"COPY --exclude=*.md --exclude=sub/*.c app/ /app/"),
+        "{by:?}"
+    );
+    // An excluded file's change is not a change of the step.
+    std::fs::write(dir.join("app/README.md"), "other docs\n").unwrap();
+    let again = build_ok(&b, &["-t", "arch:2"], &dir);
+    assert!(
+        steps_cached(&again)
+            .iter()
+            .skip(1)
+            .all(|(_, cached)| *cached),
+        "{again}"
+    );
+    assert_eq!(b.image_id("arch:2"), b.image_id("arch:1"));
+    b.assert_nothing_left();
+}
+
+/// COPY --link: the layer is made in an empty tree (a symlink the parent has on the
+/// destination path is not followed) and does not depend on the parent: when an earlier
+/// step changes, the linked layer is put on the new parent as it is, without copying.
+#[test]
+fn copy_link_makes_a_layer_independent_of_its_parent() {
+    let b = Berth::with_busybox();
+    let dir = context(
+        &b,
+        "ctx",
+        &[
+            ("base.txt", "one\n"),
+            ("app/f", "linked\n"),
+            (
+                "Dockerfile",
+                "FROM bb:1\nCOPY base.txt /base.txt\nRUN ln -s /tmp /app\nCOPY --link app/ /app/\n",
+            ),
+        ],
+    );
+    let last_diff = |name: &str| {
+        config(&b, name)["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone()
+    };
+    build_ok(&b, &["-t", "link:1"], &dir);
+    assert_eq!(
+        run(
+            &b,
+            &[
+                "link:1",
+                "sh",
+                "-c",
+                "test -d /app && test ! -L /app && cat /app/f; ls /tmp"
+            ]
+        ),
+        "linked\n"
+    );
+    std::fs::write(dir.join("base.txt"), "two\n").unwrap();
+    let out = build_ok(&b, &["-t", "link:2"], &dir);
+    let steps: Vec<&str> = out.split("Step ").collect();
+    assert!(
+        steps[4].contains(" ---> Using cache (linked layer)"),
+        "the linked step: {out}"
+    );
+    assert!(
+        steps[3].contains("Running in"),
+        "the RUN after the change: {out}"
+    );
+    assert_eq!(last_diff("link:2"), last_diff("link:1"));
+    assert_ne!(b.image_id("link:2"), b.image_id("link:1"));
+    assert_eq!(
+        run(&b, &["link:2", "cat", "/base.txt", "/app/f"]),
+        "two\nlinked\n"
+    );
+    b.assert_nothing_left();
 }
 
 /// Interop both ways: an image `podman build` made (podman save → berth load) runs under

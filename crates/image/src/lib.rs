@@ -1,6 +1,7 @@
 //! Images: content-addressed blobs, manifests and configs, and layers unpacked into
 //! snapshot directories that overlayfs stacks for containers.
 
+pub mod adopt;
 pub mod archive;
 pub mod digest;
 pub mod images;
@@ -12,3 +13,4 @@ pub mod snapshot;
 pub mod store;
 pub mod time;
 pub mod unpack;
+pub mod xattr;

@@ -12,11 +12,16 @@
 //! way leaves only a `tmp-*` directory, which `clean` removes once no live process holds its
 //! `tmp-*.lock`. Nothing half-unpacked ever appears under a chain id.
 //!
+//! A builder that has just made a layer from a directory can `adopt` that directory as the
+//! snapshot instead (the same lock, `tmp-*`, marker and rename), so the layer's files are
+//! not written a second time by unpacking the blob.
+//!
 //! Layout:
 //!
 //! ```text
 //! snapshots/<chain hex>/fs      the layer's files (an overlay lower dir)
-//! snapshots/<chain hex>/done    marker: the diff_id that was verified
+//! snapshots/<chain hex>/done    marker: the diff_id that was verified (and, for an
+//!                               adopted snapshot not synced, `unsynced-boot <boot id>`)
 //! snapshots/<chain hex>.lock    flock serialising creation and removal of that snapshot
 //! snapshots/tmp-<pid>-<n>[.lock] work in progress (or a crashed one), and its flock
 //! ```
@@ -164,8 +169,21 @@ impl Snapshots {
         self.dir.join(format!("{}{LOCK_SUFFIX}", chain.hex()))
     }
 
-    /// Whether the snapshot is complete.
+    /// Whether the snapshot is complete (and, for an adopted one not yet on disk, made
+    /// since the last boot, so its files cannot have been lost with the page cache).
     pub fn contains(&self, chain: &Digest) -> bool {
+        let Ok(marker) = fs::read_to_string(self.chain_dir(chain).join(DONE)) else {
+            return false;
+        };
+        match marker.lines().find_map(|l| l.strip_prefix(UNSYNCED_BOOT)) {
+            None => true,
+            Some(boot) => boot_id().is_some_and(|now| now == boot),
+        }
+    }
+
+    /// Whether the chain has a snapshot directory that was marked done, trusted or not:
+    /// what GC may remove.
+    fn marked(&self, chain: &Digest) -> bool {
         self.chain_dir(chain).join(DONE).symlink_metadata().is_ok()
     }
 
@@ -255,6 +273,78 @@ impl Snapshots {
         Ok(path)
     }
 
+    /// Makes the directory `dir` the snapshot of `chain` instead of unpacking its layer: for
+    /// a layer that was just made from that directory (a build step's overlay upper
+    /// directory, whose tar hashed to `diff_id`), so the files need not be written twice.
+    ///
+    /// `dir` must be on the store's filesystem and hold nothing else than the layer (the
+    /// caller removes what the layer tar left out, such as a runtime's mount points).
+    /// It is put into snapshot form ([`crate::adopt::prepare`]), renamed into a `tmp-*`
+    /// directory, marked done and renamed to its chain id, as `ensure` does, so a killed
+    /// process leaves either nothing or a complete snapshot. Unlike `ensure` it does not
+    /// wait for the files to reach the disk: the marker names the boot it was made in, and
+    /// [`Snapshots::contains`] trusts it only during that boot. A crash of the machine (the
+    /// only way to lose what the page cache holds) means a new boot, after which the
+    /// snapshot counts as missing and is unpacked from the layer's blob, which is on disk.
+    ///
+    /// Returns what happened; on [`Adoption::Present`] and [`Adoption::Refused`] `dir` is
+    /// left where it was for the caller to delete (then the layer is unpacked from its
+    /// blob when a container needs it).
+    pub fn adopt(&self, chain: &Digest, diff_id: &Digest, dir: &Path) -> Result<Adoption> {
+        if self.contains(chain) {
+            return Ok(Adoption::Present);
+        }
+        let lock = self.lock_chain(chain)?;
+        if self.contains(chain) {
+            return Ok(Adoption::Present);
+        }
+        // Files still in the page cache are safe from anything but a crash of the
+        // machine, which changes the boot id: so the data need not be waited for.
+        let boot = boot_id();
+        match crate::adopt::prepare(dir, boot.is_none()) {
+            Ok(()) => {}
+            Err(e @ crate::adopt::PrepareError::Dependent { .. }) => {
+                return Ok(Adoption::Refused(e.to_string()))
+            }
+            Err(crate::adopt::PrepareError::Io { path, what, source }) => {
+                return Err(SnapshotError::Io {
+                    action: what,
+                    path: dir.join(path.trim_start_matches('/')),
+                    source,
+                })
+            }
+        }
+        self.discard_incomplete(chain)?;
+        let scratch = Scratch::reserve(&self.dir)?;
+        fs::create_dir(&scratch.dir).map_err(io_err("creating", &scratch.dir))?;
+        match fs::rename(dir, scratch.dir.join(FS)) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                return Ok(Adoption::Refused(format!(
+                    "{} is not on the filesystem of {}",
+                    dir.display(),
+                    self.dir.display()
+                )))
+            }
+            Err(e) => return Err(io_err("moving into the snapshots", dir)(e)),
+        }
+        match boot {
+            Some(boot) => {
+                let path = scratch.dir.join(DONE);
+                fs::write(&path, format!("{diff_id}\n{UNSYNCED_BOOT}{boot}\n"))
+                    .map_err(io_err("writing", &path))?;
+                scratch.persist(&self.chain_dir(chain))?;
+            }
+            None => {
+                write_done(&scratch.dir, diff_id, true)?;
+                scratch.persist(&self.chain_dir(chain))?;
+                sync_dir(&self.dir)?;
+            }
+        }
+        drop(lock);
+        Ok(Adoption::Adopted)
+    }
+
     /// A chain directory without its `done` marker was not made by `ensure` (which renames
     /// only complete ones); move it out of the way rather than trust it.
     fn discard_incomplete(&self, chain: &Digest) -> Result<()> {
@@ -282,7 +372,8 @@ impl Snapshots {
         Ok(existed)
     }
 
-    /// The chain ids of all complete snapshots, sorted.
+    /// The chain ids of all snapshots marked done (an adopted one from before a reboot
+    /// too, which `ensure` would replace), sorted.
     pub fn list(&self) -> Result<Vec<Digest>> {
         let entries = fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))?;
         let mut chains = Vec::new();
@@ -291,7 +382,7 @@ impl Snapshots {
             let Some(chain) = entry.file_name().to_str().and_then(chain_of_name) else {
                 continue;
             };
-            if self.contains(&chain) {
+            if self.marked(&chain) {
                 chains.push(chain);
             }
         }
@@ -339,6 +430,35 @@ impl Snapshots {
             }
         }
     }
+}
+
+/// The marker line of a snapshot whose files may not be on disk yet: valid during the
+/// boot it names (`/proc/sys/kernel/random/boot_id`).
+const UNSYNCED_BOOT: &str = "unsynced-boot ";
+
+/// This boot's id, read once; None if the kernel does not say (then nothing is trusted
+/// across a crash, and adoption waits for the disk).
+fn boot_id() -> Option<&'static str> {
+    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+    .as_deref()
+}
+
+/// What [`Snapshots::adopt`] did with the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adoption {
+    /// It is the snapshot now.
+    Adopted,
+    /// The chain had a snapshot already; the directory is untouched.
+    Present,
+    /// It cannot be a snapshot (why); it is left where it was, maybe with overlayfs's
+    /// xattrs removed.
+    Refused(String),
 }
 
 /// An exclusive lock on one chain id, released on drop.
@@ -1218,6 +1338,207 @@ mod tests {
         assert!(!snapshots.contains(&chain));
         assert_eq!(entries(&snapshots), Vec::<String>::new());
         assert!(!snapshots.remove(&chain).unwrap());
+    }
+
+    fn xattr_names(path: &Path) -> Vec<String> {
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: c is NUL-terminated; buf is writable for its whole length.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert!(n >= 0, "llistxattr {}", path.display());
+        buf[..n as usize]
+            .split(|b| *b == 0)
+            .filter(|k| !k.is_empty())
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect()
+    }
+
+    fn set_xattr(path: &Path, key: &CStr, value: &[u8]) {
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: c and key are NUL-terminated; value's pointer and length go together.
+        let r = unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                key.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        assert_eq!(r, 0, "lsetxattr {}", path.display());
+    }
+
+    /// Every path under `dir` with overlayfs xattrs on it, and which.
+    fn overlay_xattrs(dir: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(p) = todo.pop() {
+            for key in xattr_names(&p) {
+                if key.starts_with("trusted.overlay.") {
+                    let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                    out.push((rel, key));
+                }
+            }
+            if p.symlink_metadata().unwrap().is_dir() {
+                for e in fs::read_dir(&p).unwrap() {
+                    todo.push(e.unwrap().path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn an_upper_directory_is_adopted_as_the_snapshot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_dir, snapshots) = snapshots();
+        let dirs = mkdirs(
+            tmp.path(),
+            &["lower/a", "lower/opq", "upper", "work", "merged"],
+        );
+        let lower = tmp.path().join("lower");
+        fs::write(lower.join("a/keep"), "keep").unwrap();
+        fs::write(lower.join("a/gone"), "gone").unwrap();
+        fs::write(lower.join("opq/old"), "old").unwrap();
+        fs::write(lower.join("base"), "base").unwrap();
+        let (upper, work, merged) = (&dirs[2], &dirs[3], &dirs[4]);
+        // A step's writes through the overlay: a copy-up, a whiteout, an opaque directory,
+        // a socket (which no layer holds).
+        mount_overlay(std::slice::from_ref(&lower), Some((upper, work)), merged).unwrap();
+        let mounted = Mounted(merged);
+        fs::write(merged.join("a/new"), "new").unwrap();
+        fs::remove_file(merged.join("a/gone")).unwrap();
+        fs::remove_dir_all(merged.join("opq")).unwrap();
+        fs::create_dir(merged.join("opq")).unwrap();
+        fs::write(merged.join("opq/fresh"), "fresh").unwrap();
+        fs::write(merged.join("base"), "changed").unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(merged.join("sock")).unwrap();
+        drop(listener);
+        unmount(merged).unwrap();
+        std::mem::forget(mounted);
+        assert!(upper.join("sock").exists());
+        let before = overlay_xattrs(upper);
+        assert!(
+            before.iter().any(|(_, k)| k != "trusted.overlay.opaque"),
+            "the kernel left bookkeeping to remove: {before:?}"
+        );
+
+        let diff_id = Digest::sha256_of(b"the layer made from upper");
+        let chain = Digest::sha256_of(b"its chain");
+        assert_eq!(
+            snapshots.adopt(&chain, &diff_id, upper).unwrap(),
+            Adoption::Adopted
+        );
+        assert!(!upper.exists(), "moved, not copied");
+        assert!(snapshots.contains(&chain));
+        assert_eq!(snapshots.list().unwrap(), vec![chain.clone()]);
+        assert!(entries(&snapshots).iter().all(|n| !n.starts_with("tmp-")));
+        let snap = snapshots.path(&chain);
+        assert_eq!(
+            overlay_xattrs(&snap),
+            vec![("opq".to_string(), "trusted.overlay.opaque".to_string())]
+        );
+        assert!(!snap.join("sock").exists());
+        let wh = fs::symlink_metadata(snap.join("a/gone")).unwrap();
+        assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+        assert_eq!(fs::metadata(&snap).unwrap().mode() & 0o7777, 0o755);
+        let marker = fs::read_to_string(snap.parent().unwrap().join(DONE)).unwrap();
+        assert_eq!(
+            marker,
+            format!("{diff_id}\n{UNSYNCED_BOOT}{}\n", boot_id().unwrap())
+        );
+
+        // Stacked on its lower it is what the overlay showed.
+        let view = &mkdirs(tmp.path(), &["view"])[0];
+        mount_overlay(&[snap.clone(), lower.clone()], None, view).unwrap();
+        let _view = Mounted(view);
+        let mut seen = Vec::new();
+        for d in ["", "a", "opq"] {
+            for e in fs::read_dir(view.join(d)).unwrap() {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                seen.push(if d.is_empty() {
+                    name
+                } else {
+                    format!("{d}/{name}")
+                });
+            }
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            ["a", "a/keep", "a/new", "base", "opq", "opq/fresh"],
+            "no gone, no old, no sock"
+        );
+        assert_eq!(fs::read_to_string(view.join("base")).unwrap(), "changed");
+        unmount(view).unwrap();
+
+        // The chain has its snapshot now: another directory is left alone.
+        let other = &mkdirs(tmp.path(), &["other"])[0];
+        fs::write(other.join("x"), "x").unwrap();
+        assert_eq!(
+            snapshots.adopt(&chain, &diff_id, other).unwrap(),
+            Adoption::Present
+        );
+        assert!(other.join("x").exists());
+    }
+
+    #[test]
+    fn an_upper_tied_to_its_lowers_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_dir, snapshots) = snapshots();
+        for key in [c"trusted.overlay.redirect", c"trusted.overlay.metacopy"] {
+            let upper = &mkdirs(tmp.path(), &["upper/moved"])[0];
+            set_xattr(upper, key, b"/elsewhere");
+            let chain = Digest::sha256_of(key.to_bytes());
+            let Adoption::Refused(why) = snapshots
+                .adopt(&chain, &chain, &tmp.path().join("upper"))
+                .unwrap()
+            else {
+                panic!("adopted an upper with {key:?}")
+            };
+            assert!(why.contains(key.to_str().unwrap()), "{why}");
+            assert!(upper.exists(), "left where it was");
+            assert!(!snapshots.contains(&chain));
+            assert!(entries(&snapshots).iter().all(|n| !n.starts_with("tmp-")));
+            fs::remove_dir_all(tmp.path().join("upper")).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_unsynced_snapshot_from_another_boot_is_unpacked_again() {
+        let (_dir, snapshots) = snapshots();
+        let tar = layer(&[("f", "from the blob")]);
+        let diff_id = Digest::sha256_of(&tar);
+        // As adopt leaves it, but in a boot before this one: its files may be lost.
+        let fs_dir = snapshots.path(&diff_id);
+        fs::create_dir_all(&fs_dir).unwrap();
+        fs::write(fs_dir.join("f"), "").unwrap();
+        fs::write(
+            fs_dir.parent().unwrap().join(DONE),
+            format!("{diff_id}\n{UNSYNCED_BOOT}00000000-0000-0000-0000-000000000000\n"),
+        )
+        .unwrap();
+        assert!(!snapshots.contains(&diff_id));
+        assert_eq!(
+            snapshots.list().unwrap(),
+            vec![diff_id.clone()],
+            "GC still sees it"
+        );
+        let path = snapshots
+            .ensure(&diff_id, &diff_id, || Ok::<_, io::Error>(tar.as_slice()))
+            .unwrap();
+        assert_eq!(fs::read_to_string(path.join("f")).unwrap(), "from the blob");
+        assert!(snapshots.contains(&diff_id));
+        assert_eq!(
+            fs::read_to_string(path.parent().unwrap().join(DONE)).unwrap(),
+            format!("{diff_id}\n")
+        );
+        assert_eq!(
+            snapshots.clean().unwrap(),
+            0,
+            "the old one went with ensure"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,8 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 use tar::EntryType;
+
+use crate::xattr;
 
 /// What one layer left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,7 +386,7 @@ fn failed<'a, E: Into<io::Error>>(
 /// syncfs would also wait for every other dirty page of the filesystem, which made a pull
 /// right after another engine's (or an `rm -rf`) take seconds. Metadata is left to the
 /// journal commit of the snapshot's marker (snapshot.rs, `write_done`).
-struct Writeback {
+pub(crate) struct Writeback {
     /// False: nothing is written back early or waited for.
     enabled: bool,
     pending: Vec<File>,
@@ -394,7 +396,14 @@ impl Writeback {
     /// Files waited for at once; bounds the descriptors held open.
     const BATCH: usize = 256;
 
-    fn push(&mut self, file: File) -> io::Result<()> {
+    pub(crate) fn new(enabled: bool) -> Writeback {
+        Writeback {
+            enabled,
+            pending: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, file: File) -> io::Result<()> {
         if !self.enabled {
             return Ok(());
         }
@@ -406,7 +415,7 @@ impl Writeback {
         Ok(())
     }
 
-    fn wait(&mut self) -> io::Result<()> {
+    pub(crate) fn wait(&mut self) -> io::Result<()> {
         let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
             | libc::SYNC_FILE_RANGE_WRITE
             | libc::SYNC_FILE_RANGE_WAIT_AFTER;
@@ -449,10 +458,7 @@ impl Snapshot {
             dir_times: BTreeMap::new(),
             entries: 0,
             buf: vec![0; 64 * 1024],
-            writeback: Writeback {
-                enabled: wait_for_data,
-                pending: Vec::new(),
-            },
+            writeback: Writeback::new(wait_for_data),
         }
     }
 
@@ -540,7 +546,8 @@ impl Snapshot {
                     Mode::empty(),
                 )
                 .map_err(failed(shown, "opening directory"))?;
-                fset_xattr(dir.as_fd(), OPAQUE_XATTR, b"y")
+                xattr::Node::Fd(dir.as_fd())
+                    .set(OPAQUE_XATTR, b"y")
                     .map_err(failed(shown, "setting trusted.overlay.opaque"))
             }
             Whiteout::Hide(hidden) => {
@@ -823,46 +830,13 @@ fn set_xattrs(
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        for (key, value) in xattrs {
-            fset_xattr(fd.as_fd(), key, value)?;
-        }
-        return Ok(());
+        let target = xattr::Node::Fd(fd.as_fd());
+        return xattrs.iter().try_for_each(|(k, v)| target.set(k, v));
     }
     // Symlinks, devices and fifos cannot be opened for fsetxattr without following or
     // opening the device; name them through the parent's fd instead.
-    let mut path = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
-    path.extend_from_slice(name.as_bytes());
-    let path = CString::new(path).map_err(|_| Errno::EINVAL)?;
-    for (key, value) in xattrs {
-        // SAFETY: path and key are NUL-terminated C strings and value a live slice whose
-        // pointer and length are passed together; lsetxattr only reads them.
-        let rc = unsafe {
-            libc::lsetxattr(
-                path.as_ptr(),
-                key.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        Errno::result(rc)?;
-    }
-    Ok(())
-}
-
-fn fset_xattr(fd: BorrowedFd, key: &CStr, value: &[u8]) -> nix::Result<()> {
-    // SAFETY: fd is open for the duration of the call, key is NUL-terminated and value a live
-    // slice whose pointer and length are passed together; fsetxattr only reads them.
-    let rc = unsafe {
-        libc::fsetxattr(
-            fd.as_raw_fd(),
-            key.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    Errno::result(rc).map(drop)
+    let target = xattr::Node::at(parent.as_fd(), name)?;
+    xattrs.iter().try_for_each(|(k, v)| target.set(k, v))
 }
 
 /// Removes directory `name` in `parent` with everything below it, never following symlinks.

@@ -14,6 +14,7 @@
 //! Stages the target does not need are not built; the stages a stage needs (its FROM,
 //! `COPY --from`) are built first, in parallel threads.
 
+pub mod archive;
 pub mod cache;
 mod sources;
 
@@ -23,7 +24,7 @@ use crate::instructions::{Command, Healthcheck, Heredoc, Instruction, Network, S
 use crate::{parse, Dockerfile, ParseError};
 use cache::Cache;
 use engine::container::Engine;
-use engine::flags::{NetworkMode, RunOptions};
+use engine::flags::{MountSpec, NetworkMode, RunOptions};
 use engine::fs::commit::{layers_of, register_image, write_layer, Layer, NewBlobs};
 use engine::fs::extract::{Extract, Owner};
 use engine::fs::resolve::open_in_root;
@@ -77,6 +78,8 @@ pub struct BuildOptions {
     pub platform: Option<String>,
     /// `-q`: no progress, only the id at the end (the caller prints it).
     pub quiet: bool,
+    /// Set from elsewhere to stop the build.
+    pub interrupt: std::sync::Arc<Interrupt>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -88,6 +91,60 @@ pub enum BuildError {
     Step { line: usize, message: String },
     #[error("{0}")]
     Other(String),
+    /// [`Interrupt::interrupt`] was called (a signal): the build stopped and cleaned up.
+    #[error("the build was interrupted")]
+    Interrupted,
+}
+
+/// Stops a build from another thread (a signal's): no further step starts, and the RUN
+/// containers that run are for the caller to kill ([`Interrupt::running`]), after which
+/// the build returns [`BuildError::Interrupted`], cleaning up as on any error.
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    set: std::sync::atomic::AtomicBool,
+    running: Mutex<Vec<String>>,
+}
+
+impl Interrupt {
+    pub fn interrupt(&self) {
+        let _running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        self.set.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The RUN containers of the build that may be running.
+    pub fn running(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        if self.is_set() {
+            return Err(BuildError::Interrupted);
+        }
+        Ok(())
+    }
+
+    /// Records a container about to start, unless the build is interrupted already (under
+    /// the lock `interrupt` takes, so a container is either refused or listed).
+    fn enter(&self, id: &str) -> Result<(), BuildError> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        self.check()?;
+        running.push(id.to_string());
+        Ok(())
+    }
+
+    fn leave(&self, id: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|r| r != id);
+    }
 }
 
 impl BuildError {
@@ -102,6 +159,8 @@ impl BuildError {
 macro_rules! other {
     ($($t:tt)*) => { BuildError::Other(format!($($t)*)) };
 }
+
+pub mod mounts;
 
 fn err(e: impl std::fmt::Display) -> BuildError {
     BuildError::Other(e.to_string())
@@ -307,6 +366,8 @@ pub fn build(
         }
         None => Tree::none(),
     };
+    // What killed builds left (best effort: a build does not fail for it).
+    let _ = clean_stale(engine);
     let cache = Cache::open(engine.images.meta.shared()).map_err(err)?;
     // GC keeps away from the blobs of this build until they are registered.
     let _writer = engine.images.writer_lock().map_err(err)?;
@@ -501,7 +562,8 @@ impl Builder<'_> {
         .unwrap_or_else(|_| word.to_string())
     }
 
-    /// The stages stage `i` reads from: its FROM and `COPY --from`s that name stages.
+    /// The stages stage `i` reads from: its FROM, and the `COPY --from`s and
+    /// `RUN --mount=from=`s that name stages.
     fn deps(&self, i: usize) -> Vec<usize> {
         let stage = &self.df.stages[i];
         let mut deps = BTreeSet::new();
@@ -509,11 +571,14 @@ impl Builder<'_> {
             deps.insert(d);
         }
         for step in &stage.steps {
-            if let Instruction::Copy(c) = &step.instruction {
-                if let Some(from) = &c.from {
-                    if let Some(d) = self.stage_ref(&self.expand_global(from), i) {
-                        deps.insert(d);
-                    }
+            let froms: Vec<&String> = match &step.instruction {
+                Instruction::Copy(c) => c.from.iter().collect(),
+                Instruction::Run(r) => r.mounts.iter().filter_map(|m| m.from.as_ref()).collect(),
+                _ => vec![],
+            };
+            for from in froms {
+                if let Some(d) = self.stage_ref(&self.expand_global(from), i) {
+                    deps.insert(d);
                 }
             }
         }
@@ -570,11 +635,20 @@ impl Builder<'_> {
         let mut run = StageRun::new(self, i, State::scratch());
         run.from().map_err(|e| e.at(stage.line))?;
         for step in &stage.steps {
+            self.opts.interrupt.check()?;
             n += 1;
             self.progress
                 .line(&format!("Step {n}/{} : {}", self.total, step.original));
-            run.step(step).map_err(|e| e.at(step.line))?;
+            run.step(step).map_err(|e| {
+                // Whatever a step failed with after an interrupt, the interrupt is why.
+                if self.opts.interrupt.is_set() {
+                    BuildError::Interrupted
+                } else {
+                    e.at(step.line)
+                }
+            })?;
         }
+        self.opts.interrupt.check()?;
         Ok(run.state)
     }
 }
@@ -819,6 +893,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
                 heredocs: c.heredocs,
                 exclude: c.exclude,
                 parents: c.parents,
+                link: c.link,
                 add: false,
             }),
             Instruction::Add(a) => {
@@ -837,6 +912,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
                     heredocs: a.heredocs,
                     exclude: a.exclude,
                     parents: false,
+                    link: a.link,
                     add: true,
                 })
             }
@@ -994,10 +1070,9 @@ impl<'b, 'a> StageRun<'b, 'a> {
             Ok(_) => None,
             Err(_) => {
                 mkdir_p(ws.root(), &dir, (0, 0))?;
-                Some(ws.layer(&mut blobs, self.state.docker)?)
+                Some(ws.into_layer(self.engine(), &self.state, &mut blobs)?)
             }
         };
-        drop(ws);
         self.commit(key, created_by, layer, blobs)
     }
 
@@ -1032,9 +1107,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
     }
 
     fn run(&mut self, run: &crate::instructions::Run) -> Result<(), BuildError> {
-        if !run.mounts.is_empty() {
-            return Err(other!("RUN --mount is not supported yet"));
-        }
+        let plans = mounts::plan(&run.mounts, &self.state.workdir())?;
         let argv = match &run.command {
             Command::Exec(v) => v.clone(),
             Command::Shell(text) => {
@@ -1054,7 +1127,13 @@ impl<'b, 'a> StageRun<'b, 'a> {
         let network = run.network.unwrap_or(Network::Default);
         let key = key_of(
             &self.state.key,
-            &format!("RUN {} {:?} {}", json!(argv), network, json!(args)),
+            &format!(
+                "RUN {} {:?} {}{}",
+                json!(argv),
+                network,
+                json!(args),
+                self.mounts_key(&plans)?
+            ),
         );
         if self.cached(&key)? {
             return Ok(());
@@ -1071,9 +1150,13 @@ impl<'b, 'a> StageRun<'b, 'a> {
             ));
         };
         let engine = self.engine();
+        // Copies of bind sources live here for the step, and go with it.
+        let scratch = scratch_dir(engine)?;
+        let (mounts, _cache_locks) = self.mounts(&plans, scratch.path())?;
         let opts = CreateOptions {
             image: image.to_string(),
             run: RunOptions {
+                mounts,
                 env: self.arg_env(true),
                 entrypoint: Some(argv[0].clone()),
                 command: argv[1..].to_vec(),
@@ -1099,12 +1182,20 @@ impl<'b, 'a> StageRun<'b, 'a> {
             engine,
             id: c.id.clone(),
         };
+        // For the cleaner, should this process be killed before the guard can act.
+        let id_file = scratch.path().join(CONTAINER_FILE);
+        std::fs::write(&id_file, &c.id).map_err(|e| other!("{}: {e}", id_file.display()))?;
         self.b
             .progress
             .line(&format!(" ---> Running in {}", &c.id[..12]));
         let mut out = Output(&self.b.progress);
         let mut errs = Output(&self.b.progress);
-        let code = engine::attach::run_to_exit(engine, &c, &mut out, &mut errs).map_err(err)?;
+        let interrupt = &self.b.opts.interrupt;
+        interrupt.enter(&c.id)?;
+        let code = engine::attach::run_to_exit(engine, &c, &mut out, &mut errs);
+        interrupt.leave(&c.id);
+        interrupt.check()?;
+        let code = code.map_err(err)?;
         if code != 0 {
             return Err(other!(
                 "The command '{}' returned a non-zero code: {code}",
@@ -1113,13 +1204,193 @@ impl<'b, 'a> StageRun<'b, 'a> {
         }
         let mut blobs = NewBlobs::new(&engine.images);
         let c = engine.find(&c.id).map_err(err)?;
-        let layer = engine::fs::commit::container_layer(engine, &c, &mut blobs, self.state.docker)
+        let layer = {
+            // Holds the container's lock, so it must go before the container is removed.
+            let targets: Vec<&str> = plans.iter().map(mounts::Planned::target).collect();
+            let upper = engine::fs::commit::container_upper_layer(
+                engine,
+                &c,
+                &mut blobs,
+                self.state.docker,
+                &targets,
+            )
             .map_err(err)?;
+            adopt(engine, &self.state, &upper.layer, &upper.dir)?;
+            upper.layer
+        };
         drop(guard);
         self.b
             .progress
             .line(&format!("Removing intermediate container {}", &c.id[..12]));
         self.commit(key, created_by, Some(layer), blobs)
+    }
+
+    /// What a RUN's mounts add to its cache key: how they are asked for, and for binds a
+    /// checksum of what they show, as COPY's key has (a cache mount's content is not in it,
+    /// as in BuildKit).
+    fn mounts_key(&self, plans: &[mounts::Planned]) -> Result<String, BuildError> {
+        let mut text = String::new();
+        for p in plans {
+            text += &format!("\n{p:?}");
+            if let mounts::Planned::Bind { from, source, .. } = p {
+                let (tree, key, _ws) = self.tree_of(from.as_deref())?;
+                let tree = tree.as_ref().unwrap_or(&self.b.context);
+                let mut items = tree.find(std::slice::from_ref(source))?;
+                let mut sum = Checksum::default();
+                sum_items(&mut sum, tree, &mut items, None)?;
+                text += &format!(" {key} {}", sum.finish());
+            }
+        }
+        Ok(text)
+    }
+
+    /// The tree of a `from=` (None: the context), its cache key, and what keeps it open.
+    #[allow(clippy::type_complexity)]
+    fn tree_of(
+        &self,
+        from: Option<&str>,
+    ) -> Result<(Option<Tree>, String, Option<Workspace>), BuildError> {
+        match from {
+            None => Ok((None, String::new(), None)),
+            Some(from) => {
+                let (tree, key, ws) = self.source_tree(from)?;
+                Ok((Some(tree), key, ws))
+            }
+        }
+    }
+
+    /// The engine's mounts for a RUN's `--mount`s, with the locks of its cache mounts.
+    fn mounts(
+        &self,
+        plans: &[mounts::Planned],
+        scratch: &Path,
+    ) -> Result<(Vec<MountSpec>, Vec<mounts::CacheDir>), BuildError> {
+        let mut specs = Vec::new();
+        let mut locks = Vec::new();
+        for (i, p) in plans.iter().enumerate() {
+            let bind = |source: PathBuf, target: &str, read_only: bool| MountSpec::Bind {
+                source,
+                target: target.to_string(),
+                read_only,
+                propagation: None,
+                must_exist: true,
+            };
+            match p {
+                mounts::Planned::Tmpfs { target, size } => specs.push(MountSpec::Tmpfs {
+                    target: target.clone(),
+                    options: size.iter().map(|s| format!("size={s}")).collect(),
+                }),
+                mounts::Planned::Cache {
+                    target,
+                    id,
+                    sharing,
+                    mode,
+                    uid,
+                    gid,
+                    from,
+                    source,
+                    readonly,
+                } => {
+                    let dir = mounts::open_cache(
+                        &self.engine().root,
+                        id,
+                        *sharing,
+                        (*mode, *uid, *gid),
+                        |dir| match from {
+                            Some(from) => self.copy_out(Some(from), source, dir),
+                            None => Ok(()),
+                        },
+                    )?;
+                    specs.push(bind(dir.path.clone(), target, *readonly));
+                    locks.push(dir);
+                }
+                mounts::Planned::Bind {
+                    target,
+                    from,
+                    source,
+                    rw,
+                } => {
+                    // The context's own files, when nothing of it must be hidden or kept
+                    // from being written.
+                    if from.is_none() && !rw {
+                        let items = self.b.context.find(std::slice::from_ref(source))?;
+                        if let Some(path) = items.first().and_then(|i| self.b.context.host_path(i))
+                        {
+                            specs.push(bind(path, target, true));
+                            continue;
+                        }
+                    }
+                    let copy = scratch.join(format!("mount-{i}"));
+                    self.copy_out(from.as_deref(), source, &copy)?;
+                    specs.push(bind(copy, target, !rw));
+                }
+            }
+        }
+        Ok((specs, locks))
+    }
+
+    /// Copies `source` of the context or of `from` to the host path `dest` (a directory's
+    /// contents into `dest`, made if missing; a file as `dest`), owners and modes kept.
+    fn copy_out(&self, from: Option<&str>, source: &str, dest: &Path) -> Result<(), BuildError> {
+        let (tree, _, _ws) = self.tree_of(from)?;
+        let tree = tree.as_ref().unwrap_or(&self.b.context);
+        let mut items = tree.find(&[source.to_string()])?;
+        let [item] = &mut items[..] else {
+            return Err(other!(
+                "--mount source {source:?} names {} paths",
+                items.len()
+            ));
+        };
+        let open = |p: &Path| {
+            nix::fcntl::open(
+                p,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| other!("{}: {e}", p.display()))
+        };
+        match item {
+            Item::Dir { rel, dir } => {
+                match std::fs::create_dir(dest) {
+                    Ok(()) => {
+                        // The directory itself as the source's.
+                        let st = nix::sys::stat::fstat(&*dir).map_err(err)?;
+                        std::os::unix::fs::chown(dest, Some(st.st_uid), Some(st.st_gid))
+                            .and_then(|()| {
+                                std::fs::set_permissions(
+                                    dest,
+                                    std::os::unix::fs::PermissionsExt::from_mode(
+                                        st.st_mode & 0o7777,
+                                    ),
+                                )
+                            })
+                            .map_err(|e| other!("{}: {e}", dest.display()))?;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(other!("{}: {e}", dest.display())),
+                }
+                let root = open(dest)?;
+                let mut x = Extract::new(root.as_fd(), "/", Owner::Entry);
+                let rel = rel.clone();
+                tree.walk_dir(&rel, dir.as_fd(), Path::new(""), None, &mut x)?;
+                x.finish().map_err(err)
+            }
+            Item::File { file, st, .. } => {
+                let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
+                    return Err(other!("{}: not a file path", dest.display()));
+                };
+                if dest.exists() {
+                    return Err(other!(
+                        "--mount source {source:?} is a file; a directory is needed here"
+                    ));
+                }
+                let root = open(parent)?;
+                let mut x = Extract::new(root.as_fd(), "/", Owner::Entry);
+                x.put(&file_entry(PathBuf::from(name), st), file)
+                    .map_err(err)?;
+                x.finish().map_err(err)
+            }
+        }
     }
 
     /// The tree `--from` names: a stage's result or an image, opened read-only.
@@ -1153,12 +1424,6 @@ impl<'b, 'a> StageRun<'b, 'a> {
     }
 
     fn copy(&mut self, c: CopyStep) -> Result<(), BuildError> {
-        if c.parents || !c.exclude.is_empty() {
-            return Err(other!(
-                "{} --parents and --exclude are not supported yet",
-                c.name
-            ));
-        }
         if let Some(url) = c.sources.iter().find(|s| {
             s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
         }) {
@@ -1178,26 +1443,37 @@ impl<'b, 'a> StageRun<'b, 'a> {
             None => (None, String::new(), None),
         };
         let tree_ref: &Tree = from_tree.as_ref().unwrap_or(&self.b.context);
-        let mut items = tree_ref.find(&c.sources)?;
+        // `--exclude`: a file source by its name, a directory's contents by their path
+        // below it.
+        let exclude = if c.exclude.is_empty() {
+            None
+        } else {
+            Some(IgnoreRules::from_patterns(c.exclude.iter().map(String::as_str)).map_err(err)?)
+        };
+        let mut items = Vec::new();
+        // Per item, its path under the destination with `--parents`.
+        let mut kept = Vec::new();
+        for src in &c.sources {
+            for item in tree_ref.find(std::slice::from_ref(src))? {
+                if matches!(item, Item::File { .. })
+                    && exclude
+                        .as_ref()
+                        .is_some_and(|e| e.is_excluded(&item.base()))
+                {
+                    continue;
+                }
+                kept.push(kept_path(src, item.rel()));
+                items.push(item);
+            }
+        }
+        if items.is_empty() && c.heredocs.is_empty() {
+            return Err(other!("no source files were specified: all are --excluded"));
+        }
 
         // What the step reads, for its cache key.
         let mut sum = Checksum::default();
         sum.add(from_key.as_bytes());
-        for item in &mut items {
-            sum.add(item.rel().as_bytes());
-            match item {
-                Item::File { file, st, .. } => {
-                    sum.put(&file_entry(PathBuf::new(), st), file)
-                        .map_err(err)?;
-                    file.rewind()
-                        .map_err(|e| other!("reading the source: {e}"))?;
-                }
-                Item::Dir { rel, dir } => {
-                    let rel = rel.clone();
-                    tree_ref.walk_dir(&rel, dir.as_fd(), Path::new(""), &mut sum)?;
-                }
-            }
-        }
+        sum_items(&mut sum, tree_ref, &mut items, exclude.as_ref())?;
         let escape = self.b.df.directives.escape;
         let mut docs = Vec::new();
         for h in &c.heredocs {
@@ -1224,10 +1500,37 @@ impl<'b, 'a> StageRun<'b, 'a> {
             .cloned()
             .chain(c.heredocs.iter().map(|h| format!("<<{}", h.name)))
             .collect();
+        for pattern in &c.exclude {
+            created_by += &format!(" --exclude={pattern}");
+        }
+        if c.parents {
+            created_by += " --parents";
+        }
+        if c.link {
+            created_by += " --link";
+        }
         created_by += &format!(" {} {}", shown.join(" "), c.dest);
         let key = key_of(&self.state.key, &format!("{created_by}\n{checksum}"));
         if self.cached(&key)? {
             return Ok(());
+        }
+        // A linked layer is the same over any parent: its own key leaves the parent out
+        // (not the WORKDIR a relative destination is under). Owner names are looked up
+        // in the parent, so a --chown by name keeps the parent in the key.
+        let by_name = c
+            .chown
+            .as_deref()
+            .is_some_and(|o| o.split(':').any(|p| p.parse::<u32>().is_err()));
+        let link_key = (c.link && !by_name).then(|| {
+            key_of(
+                "link",
+                &format!("{created_by}\n{checksum}\n{}", self.state.workdir()),
+            )
+        });
+        if let Some(link_key) = &link_key {
+            if self.relink(link_key, &key, &created_by)? {
+                return Ok(());
+            }
         }
 
         let chmod = c
@@ -1242,9 +1545,18 @@ impl<'b, 'a> StageRun<'b, 'a> {
             .transpose()?;
         let engine = self.engine();
         let mut blobs = NewBlobs::new(&engine.images);
-        let ws = Workspace::open(engine, &self.state)?;
+        // --link writes into an empty tree: nothing of the parent is read or followed.
+        let ws = if c.link {
+            Workspace::open(engine, &State::scratch())?
+        } else {
+            Workspace::open(engine, &self.state)?
+        };
         let root = ws.root();
         let owner = match &c.chown {
+            Some(spec) if c.link => {
+                let parent = Workspace::open(engine, &self.state)?;
+                chown_ids(parent.root(), spec)?
+            }
             Some(spec) => chown_ids(root, spec)?,
             None => (0, 0),
         };
@@ -1261,7 +1573,7 @@ impl<'b, 'a> StageRun<'b, 'a> {
             OFlag::O_PATH | OFlag::O_DIRECTORY,
         )
         .is_ok();
-        let into_dir = dest.ends_with('/') || dest.ends_with("/.") || dest_is_dir;
+        let into_dir = dest.ends_with('/') || dest.ends_with("/.") || dest_is_dir || c.parents;
         if count > 1 && !into_dir {
             return Err(other!(
                 "When using {} with more than one source file, the destination must be a directory and end with a /",
@@ -1274,23 +1586,40 @@ impl<'b, 'a> StageRun<'b, 'a> {
             let mut sink = Chmod {
                 inner: &mut x,
                 mode: chmod,
+                interrupt: &self.b.opts.interrupt,
             };
-            for item in &mut items {
+            for (item, kept) in items.iter_mut().zip(&kept) {
                 let base = item.base();
+                // With --parents, the source's path (after any `/./`) is kept.
+                let under = if c.parents {
+                    clean_abs(&format!("{dest_abs}/{kept}"))
+                } else {
+                    dest_abs.clone()
+                };
                 match item {
                     Item::Dir { rel, dir } => {
-                        mkdir_p(root, &dest_abs, owner)?;
+                        mkdir_p(root, &under, owner)?;
                         let rel = rel.clone();
-                        tree_ref.walk_dir(&rel, dir.as_fd(), &rel_of(&dest_abs), &mut sink)?;
+                        tree_ref.walk_dir(
+                            &rel,
+                            dir.as_fd(),
+                            &rel_of(&under),
+                            exclude.as_ref(),
+                            &mut sink,
+                        )?;
                     }
-                    Item::File { file, .. } if c.add && is_archive(file) => {
+                    Item::File { file, .. } if c.add && archive::is_archive(file) => {
                         mkdir_p(root, &dest_abs, owner)?;
                         let mut tx = Extract::new(root, &dest_abs, Owner::Entry);
-                        read_tar(decompress(file)?, &mut tx).map_err(err)?;
+                        let stream =
+                            archive::open(file).map_err(|e| other!("reading the archive: {e}"))?;
+                        read_tar(stream, &mut tx).map_err(err)?;
                         tx.finish().map_err(err)?;
                     }
                     Item::File { file, st, .. } => {
-                        let target = if into_dir {
+                        let target = if c.parents {
+                            under
+                        } else if into_dir {
                             format!("{dest_abs}/{base}")
                         } else {
                             dest_abs.clone()
@@ -1325,9 +1654,90 @@ impl<'b, 'a> StageRun<'b, 'a> {
             }
         }
         x.finish().map_err(err)?;
-        let layer = ws.layer(&mut blobs, self.state.docker)?;
-        drop(ws);
-        self.commit(key, created_by, Some(layer), blobs)
+        let layer = ws.into_layer(engine, &self.state, &mut blobs)?;
+        let parent = self.state.image.clone();
+        self.commit(key, created_by, Some(layer), blobs)?;
+        if let (Some(link_key), Some(id)) = (link_key, &self.state.image) {
+            self.b
+                .cache
+                .put(&link_key, id, parent.as_ref())
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// A `--link` step whose layer was made before, over whatever parent: that layer goes
+    /// on this state as it is (no file is copied), under the step's own key too.
+    fn relink(&mut self, link_key: &str, key: &str, created_by: &str) -> Result<bool, BuildError> {
+        if self.b.opts.no_cache {
+            return Ok(false);
+        }
+        let Some(made) = self.b.cache.get(link_key).map_err(err)? else {
+            return Ok(false);
+        };
+        let Ok((layers, _)) = layers_of(&self.engine().images, &made) else {
+            return Ok(false);
+        };
+        let Some(mut layer) = layers.last().cloned() else {
+            return Ok(false);
+        };
+        // The media type follows this image's manifest, Docker's or OCI's.
+        let media_type = match (self.state.docker, layer.descriptor["mediaType"].as_str()) {
+            (true, Some(image::manifest::OCI_LAYER_GZIP)) => image::manifest::DOCKER_LAYER_GZIP,
+            (false, Some(image::manifest::DOCKER_LAYER_GZIP)) => image::manifest::OCI_LAYER_GZIP,
+            (_, Some(t)) => t,
+            (_, None) => return Ok(false),
+        }
+        .to_string();
+        layer.descriptor["mediaType"] = json!(media_type);
+        self.b.progress.line(" ---> Using cache (linked layer)");
+        let blobs = NewBlobs::new(&self.engine().images);
+        self.commit(key.to_string(), created_by.to_string(), Some(layer), blobs)?;
+        Ok(true)
+    }
+}
+
+/// Adds what `items` hold (each one's path, then its entries with content) to `sum`, and
+/// leaves file sources at their start for reading again.
+fn sum_items(
+    sum: &mut Checksum,
+    tree: &Tree,
+    items: &mut [Item],
+    exclude: Option<&IgnoreRules>,
+) -> Result<(), BuildError> {
+    for item in items {
+        sum.add(item.rel().as_bytes());
+        match item {
+            Item::File { file, st, .. } => {
+                sum.put(&file_entry(PathBuf::new(), st), file)
+                    .map_err(err)?;
+                file.rewind()
+                    .map_err(|e| other!("reading the source: {e}"))?;
+            }
+            Item::Dir { rel, dir } => {
+                let rel = rel.clone();
+                tree.walk_dir(&rel, dir.as_fd(), Path::new(""), exclude, sum)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// COPY `--parents`: the part of a source's path that is kept under the destination,
+/// all of it, or what follows a `/./` pivot in the source as written.
+fn kept_path(source: &str, rel: &str) -> String {
+    let rel = if rel == "." { "" } else { rel };
+    let raw = source.trim_start_matches("./");
+    let Some((before, _)) = raw.split_once("/./") else {
+        return rel.to_string();
+    };
+    let prefix = crate::ignore::clean_path(before);
+    let prefix = prefix.trim_start_matches('/');
+    match rel.strip_prefix(prefix) {
+        Some(rest) if prefix.is_empty() || rest.is_empty() || rest.starts_with('/') => {
+            rest.trim_start_matches('/').to_string()
+        }
+        _ => rel.to_string(),
     }
 }
 
@@ -1342,17 +1752,24 @@ struct CopyStep {
     heredocs: Vec<Heredoc>,
     exclude: Vec<String>,
     parents: bool,
+    /// `--link`: copied into an empty tree, a layer that does not depend on the parent.
+    link: bool,
     add: bool,
 }
 
 /// Applies `--chmod` to what goes through (not to symlinks).
+/// Stops at the first entry after an interrupt, so a large COPY ends at once too.
 struct Chmod<'a> {
     inner: &'a mut dyn Sink,
     mode: Option<u32>,
+    interrupt: &'a Interrupt,
 }
 
 impl Sink for Chmod<'_> {
     fn put(&mut self, e: &Entry, data: &mut dyn Read) -> engine::fs::Result<()> {
+        if self.interrupt.is_set() {
+            return Err(engine::fs::FsError::Invalid("interrupted".into()));
+        }
         match self.mode {
             Some(mode) if !matches!(e.kind, Kind::Symlink(_) | Kind::HardLink(_)) => {
                 let mut e = e.clone();
@@ -1385,17 +1802,12 @@ struct Workspace {
     // Fields drop in order: the mount before the directories under it.
     root: OwnedFd,
     upper: OwnedFd,
-    _dir: tempfile::TempDir,
+    _dir: StepDir,
 }
 
 impl Workspace {
     fn open(engine: &Engine, state: &State) -> Result<Workspace, BuildError> {
-        let base = engine.root.join("build");
-        std::fs::create_dir_all(&base).map_err(|e| other!("{}: {e}", base.display()))?;
-        let dir = tempfile::Builder::new()
-            .prefix("step-")
-            .tempdir_in(&base)
-            .map_err(|e| other!("{}: {e}", base.display()))?;
+        let dir = scratch_dir(engine)?;
         let (upper, work) = (dir.path().join("upper"), dir.path().join("work"));
         for d in [&upper, &work] {
             std::fs::create_dir(d).map_err(|e| other!("{}: {e}", d.display()))?;
@@ -1427,9 +1839,125 @@ impl Workspace {
         self.root.as_fd()
     }
 
-    fn layer(&self, blobs: &mut NewBlobs, docker: bool) -> Result<Layer, BuildError> {
-        write_layer(blobs, self.upper.as_fd(), None, docker).map_err(err)
+    /// The upper directory as the step's layer; the directory itself then becomes the
+    /// layer's snapshot (over `state`'s layers), so the next step's container mounts it
+    /// as it is instead of unpacking the blob just written.
+    fn into_layer(
+        self,
+        engine: &Engine,
+        state: &State,
+        blobs: &mut NewBlobs,
+    ) -> Result<Layer, BuildError> {
+        let layer = write_layer(blobs, self.upper.as_fd(), None, state.docker).map_err(err)?;
+        let Workspace {
+            root,
+            upper,
+            _dir: dir,
+        } = self;
+        // The overlay goes before its upper directory is moved.
+        drop(root);
+        drop(upper);
+        adopt(engine, state, &layer, &dir.path().join("upper"))?;
+        Ok(layer)
     }
+}
+
+/// Keeps `dir`, the upper directory `layer` was just made from, as the layer's snapshot
+/// on top of `state`'s layers. When the chain has a snapshot already, or the directory
+/// cannot be one, it is left for the caller to delete (and the layer is unpacked from
+/// its blob if a container needs it).
+fn adopt(engine: &Engine, state: &State, layer: &Layer, dir: &Path) -> Result<(), BuildError> {
+    let mut diff_ids: Vec<Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+    diff_ids.push(layer.diff_id.clone());
+    let Some(chain) = image::meta::chain_ids(&diff_ids).pop() else {
+        return Ok(());
+    };
+    engine
+        .images
+        .snapshots
+        .adopt(&chain, &layer.diff_id, dir)
+        .map_err(err)?;
+    Ok(())
+}
+
+/// In a step directory: the id of the step's RUN container.
+const CONTAINER_FILE: &str = "container";
+
+/// A fresh directory `<root>/build/step-*` for one step, deleted when dropped. It holds an
+/// flock on itself while it lives, so one that a killed build left is told apart from one
+/// in use ([`clean_stale`]).
+pub struct StepDir {
+    // Fields drop in order: the directory goes while still locked.
+    dir: tempfile::TempDir,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl StepDir {
+    pub fn new(engine: &Engine) -> Result<StepDir, BuildError> {
+        scratch_dir(engine)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn scratch_dir(engine: &Engine) -> Result<StepDir, BuildError> {
+    use std::os::unix::fs::MetadataExt;
+    let base = engine.root.join("build");
+    std::fs::create_dir_all(&base).map_err(|e| other!("{}: {e}", base.display()))?;
+    loop {
+        let dir = tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(&base)
+            .map_err(|e| other!("{}: {e}", base.display()))?;
+        let file =
+            std::fs::File::open(dir.path()).map_err(|e| other!("{}: {e}", dir.path().display()))?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| other!("locking {}: {e}", dir.path().display()))?;
+        // A cleaner may have taken it for stale between the mkdir and the lock.
+        let same = match (std::fs::metadata(dir.path()), lock.metadata()) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            return Ok(StepDir { dir, _lock: lock });
+        }
+    }
+}
+
+/// Removes the step directories of builds that were killed (no process holds their
+/// lock), and the RUN containers recorded in them. Returns how many directories went.
+pub fn clean_stale(engine: &Engine) -> Result<usize, BuildError> {
+    let base = engine.root.join("build");
+    let entries = match std::fs::read_dir(&base) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(other!("{}: {e}", base.display())),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| other!("{}: {e}", base.display()))?;
+        if !entry.file_name().to_string_lossy().starts_with("step-") {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let Ok(_lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        else {
+            continue;
+        };
+        if let Ok(id) = std::fs::read_to_string(path.join(CONTAINER_FILE)) {
+            if let Ok(c) = engine.find(id.trim()) {
+                engine.remove(&c, true, true).map_err(err)?;
+            }
+        }
+        std::fs::remove_dir_all(&path).map_err(|e| other!("{}: {e}", path.display()))?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Makes `path` (absolute, in `root`) and the directories above it that are missing,
@@ -1482,45 +2010,6 @@ fn chown_ids(root: BorrowedFd, spec: &str) -> Result<(u32, u32), BuildError> {
     };
     let u = engine::user::resolve(&spec, &[], &users).map_err(|e| other!("--chown={spec}: {e}"))?;
     Ok((u.uid, u.gid))
-}
-
-/// Whether ADD unpacks this file: a gzip stream or a tar (its `ustar` magic).
-fn is_archive(file: &std::fs::File) -> bool {
-    use std::os::unix::fs::FileExt;
-    let mut head = [0u8; 512];
-    let mut n = 0;
-    while n < head.len() {
-        match file.read_at(&mut head[n..], n as u64) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    (n >= 2 && head[..2] == [0x1f, 0x8b]) || (n >= 262 && &head[257..262] == b"ustar")
-}
-
-fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    n
-}
-
-fn decompress(file: &mut std::fs::File) -> Result<Box<dyn Read + '_>, BuildError> {
-    let mut magic = [0u8; 2];
-    let n = read_full(file, &mut magic);
-    file.rewind()
-        .map_err(|e| other!("reading the archive: {e}"))?;
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            file,
-        )))
-    } else {
-        Box::new(std::io::BufReader::new(file))
-    })
 }
 
 /// A RUN's shell text with its here-documents: `RUN <<EOF` alone runs the body as the
@@ -1629,6 +2118,15 @@ mod tests {
             "cat <<A > /f\nbody\nA"
         );
         assert_eq!(shell_script("echo plain", &[]), "echo plain");
+    }
+
+    #[test]
+    fn parents_keep_the_path_after_a_pivot() {
+        assert_eq!(kept_path("a/b/c.txt", "a/b/c.txt"), "a/b/c.txt");
+        assert_eq!(kept_path("./a/./b/*.txt", "a/b/c.txt"), "b/c.txt");
+        assert_eq!(kept_path("/a/b/./c", "a/b/c"), "c");
+        assert_eq!(kept_path("./x/*", "x/y"), "x/y");
+        assert_eq!(kept_path(".", "."), "");
     }
 
     #[test]

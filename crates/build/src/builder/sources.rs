@@ -18,7 +18,7 @@ use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, FileStat};
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// A tree COPY reads from.
@@ -230,13 +230,30 @@ impl Tree {
         Ok(found)
     }
 
+    /// The host path of a source found in the context, when the context is shown as it
+    /// is (no `.dockerignore` patterns that would have to hide parts of it); None for an
+    /// image's tree.
+    pub fn host_path(&self, item: &Item) -> Option<PathBuf> {
+        if !self.ignore.as_ref().is_some_and(IgnoreRules::is_empty) {
+            return None;
+        }
+        let fd = match item {
+            Item::Dir { dir, .. } => dir.as_fd(),
+            Item::File { file, .. } => file.as_fd(),
+        };
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+    }
+
     /// Walks a directory source into `sink`, its entries named `top/…`, leaving out what
     /// `.dockerignore` excludes.
+    /// `exclude` (COPY's `--exclude`) leaves out more, matched against paths below the
+    /// directory.
     pub fn walk_dir(
         &self,
         rel: &str,
         dir: BorrowedFd,
         top: &Path,
+        exclude: Option<&IgnoreRules>,
         sink: &mut dyn Sink,
     ) -> Result<(), BuildError> {
         let prefix = if rel == "." {
@@ -244,7 +261,10 @@ impl Tree {
         } else {
             rel.into()
         };
-        let skip = |path: &str, _: &FileStat| self.excluded(&format!("{prefix}{path}"));
+        let skip = |path: &str, _: &FileStat| {
+            self.excluded(&format!("{prefix}{path}"))
+                || exclude.is_some_and(|e| e.is_excluded(path.trim_start_matches('/')))
+        };
         let opts = WalkOptions {
             oci_whiteouts: false,
             skip: Some(&skip),
@@ -394,7 +414,8 @@ mod tests {
             let Item::Dir { rel, dir } = &items[0] else {
                 panic!()
             };
-            t.walk_dir(rel, dir.as_fd(), Path::new(""), &mut c).unwrap();
+            t.walk_dir(rel, dir.as_fd(), Path::new(""), None, &mut c)
+                .unwrap();
             c.finish()
         };
         let first = sum(&t);

@@ -346,6 +346,123 @@ pub fn container_layer(
     write_layer(blobs, upper.as_fd(), Some(&skip), docker)
 }
 
+/// A stopped container's upper directory made into exactly its layer, and that layer:
+/// for a builder that keeps the directory as the layer's snapshot (`Snapshots::adopt`)
+/// rather than unpacking the blob again. The container stays locked while this lives.
+pub struct UpperLayer {
+    pub layer: Layer,
+    /// The upper directory, which now holds what the layer holds and nothing else.
+    pub dir: std::path::PathBuf,
+    _locked: Locked,
+}
+
+/// [`container_layer`] for a container that has exited: the runtime's mount points are
+/// removed from the upper directory first (the walk would leave them out, with the same
+/// test), so the directory and the layer hold the same files. `mount_points` are more
+/// (a build's RUN mounts): each one and the directories above it that the image lacks are
+/// removed too while empty, deepest first, as BuildKit's stub cleaner does.
+pub fn container_upper_layer(
+    engine: &Engine,
+    c: &Container,
+    blobs: &mut NewBlobs,
+    docker: bool,
+    mount_points: &[&str],
+) -> Result<UpperLayer> {
+    let locked = Locked::take(engine, c)?;
+    let c = &locked.container;
+    let mounted = nix::sys::statfs::statfs(&engine.rootfs(&c.id))
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC);
+    if matches!(c.state, State::Running | State::Paused) || mounted {
+        return Err(FsError::Invalid(format!(
+            "container {} is still running; its upper directory cannot be taken",
+            c.id
+        )));
+    }
+    let dir = engine.container_dir(&c.id).join("upper");
+    let upper = upper_dir(engine, c)?;
+    let image = image_root(engine, c)?;
+    // In the walk's order (parents first), so a stub directory is tested before its
+    // children are removed, as the walk tests it.
+    for path in super::diff::MOUNT_STUBS {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        let parent_path = if parent.is_empty() { "." } else { &parent[1..] };
+        let Ok(parent_fd) = openat2(upper.as_fd(), parent_path, how) else {
+            continue;
+        };
+        let Ok(st) =
+            nix::sys::stat::fstatat(&parent_fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        else {
+            continue;
+        };
+        if is_mount_stub(path, &st, in_image(image.as_fd(), path))
+            && stub_empty(upper.as_fd(), path, &st)
+        {
+            let flag = if super::resolve::is_dir(&st) {
+                nix::unistd::UnlinkatFlags::RemoveDir
+            } else {
+                nix::unistd::UnlinkatFlags::NoRemoveDir
+            };
+            nix::unistd::unlinkat(&parent_fd, name, flag)
+                .map_err(super::io_err("removing the mount point", path))?;
+        }
+    }
+    let mut made: Vec<String> = Vec::new();
+    for point in mount_points {
+        let mut path = super::resolve::clean_abs(point);
+        while path != "/" && !in_image(image.as_fd(), &path) {
+            made.push(path.clone());
+            path = match path.rsplit_once('/') {
+                Some(("", _)) | None => "/".into(),
+                Some((parent, _)) => parent.into(),
+            };
+        }
+    }
+    made.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    made.dedup();
+    for path in &made {
+        remove_if_empty(upper.as_fd(), path)?;
+    }
+    let layer = write_layer(blobs, upper.as_fd(), None, docker)?;
+    Ok(UpperLayer {
+        layer,
+        dir,
+        _locked: locked,
+    })
+}
+
+/// Removes `path` (absolute, in the upper directory `upper`, reached without following
+/// symlinks) if it is an empty directory or an empty file.
+fn remove_if_empty(upper: BorrowedFd, path: &str) -> Result<()> {
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let parent_path = if parent.is_empty() { "." } else { &parent[1..] };
+    let Ok(parent_fd) = openat2(upper, parent_path, how) else {
+        return Ok(());
+    };
+    let Ok(st) =
+        nix::sys::stat::fstatat(&parent_fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+    else {
+        return Ok(());
+    };
+    let flag = if super::resolve::is_dir(&st) {
+        if !stub_empty(upper, path, &st) {
+            return Ok(());
+        }
+        nix::unistd::UnlinkatFlags::RemoveDir
+    } else if super::resolve::is_file(&st) && st.st_size == 0 {
+        nix::unistd::UnlinkatFlags::NoRemoveDir
+    } else {
+        return Ok(());
+    };
+    nix::unistd::unlinkat(&parent_fd, name, flag)
+        .map_err(super::io_err("removing the mount point", path))
+}
+
 /// Whether the image has `path` (its whiteouts count as absent).
 fn in_image(image: BorrowedFd, path: &str) -> bool {
     let how = OpenHow::new()

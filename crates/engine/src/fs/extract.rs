@@ -25,7 +25,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -48,6 +48,10 @@ pub struct Extract<'a> {
     owner: Owner,
     /// Directory mtimes, applied last because creating children changes them.
     dir_times: Vec<(PathBuf, i64)>,
+    /// The last parent directory entries went into (its parts below `dest`): a tree's
+    /// entries come directory by directory, so most need no new resolution. Extraction
+    /// never removes or replaces a directory, so the parts keep naming it.
+    last_dir: Option<(Vec<OsString>, OwnedFd)>,
 }
 
 impl<'a> Extract<'a> {
@@ -57,6 +61,7 @@ impl<'a> Extract<'a> {
             dest: PathBuf::from(dest),
             owner,
             dir_times: Vec::new(),
+            last_dir: None,
         }
     }
 
@@ -150,9 +155,36 @@ impl Sink for Extract<'_> {
             p.push(&name);
             p
         };
+        let parent = match self.last_dir.take() {
+            Some((cached, fd)) if cached == parts => fd,
+            _ => self.make_dirs(&parts)?,
+        };
+        let result = self.put_in(parent.as_fd(), &name, &full, e, data);
+        self.last_dir = Some((parts, parent));
+        result
+    }
+}
+
+impl Extract<'_> {
+    /// Creates entry `e` as `name` in `parent` (`full` is its path in the root).
+    fn put_in(
+        &mut self,
+        parent: BorrowedFd,
+        name: &OsStr,
+        full: &Path,
+        e: &Entry,
+        data: &mut dyn Read,
+    ) -> Result<()> {
         let shown = full.display().to_string();
-        let parent = self.make_dirs(&parts)?;
-        let existing = match fstatat(&parent, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        if e.kind == Kind::File {
+            // Most files are new: try that first, and look at what is there only if not.
+            match create_file(parent, name) {
+                Ok(file) => return self.write_file_meta(file, e, data, &shown),
+                Err(Errno::EEXIST) => {}
+                Err(err) => return Err(io_err("creating", &shown)(err)),
+            }
+        }
+        let existing = match fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => Some(st),
             Err(Errno::ENOENT) => None,
             Err(e) => return Err(io_err("lstat", &shown)(e)),
@@ -171,20 +203,22 @@ impl Sink for Extract<'_> {
                     )))
                 }
                 (true, true) => {}
-                (false, false) => unlinkat(&parent, name.as_os_str(), UnlinkatFlags::NoRemoveDir)
+                (false, false) => unlinkat(parent, name, UnlinkatFlags::NoRemoveDir)
                     .map_err(io_err("replacing", &shown))?,
             }
         }
-        let name = name.as_os_str();
         match &e.kind {
             Kind::Dir => {
                 if existing.is_none() {
-                    mkdirat(&parent, name, Mode::from_bits_truncate(0o700))
+                    mkdirat(parent, name, Mode::from_bits_truncate(0o700))
                         .map_err(io_err("creating directory", &shown))?;
                 }
             }
-            Kind::File => write_file(parent.as_fd(), name, e.size, data, &shown)?,
-            Kind::Symlink(target) => symlinkat(target.as_os_str(), &parent, name)
+            Kind::File => {
+                let file = create_file(parent, name).map_err(io_err("creating", &shown))?;
+                return self.write_file_meta(file, e, data, &shown);
+            }
+            Kind::Symlink(target) => symlinkat(target.as_os_str(), parent, name)
                 .map_err(io_err("creating symlink", &shown))?,
             Kind::HardLink(target) => {
                 let mut tparts = self.parts(target)?;
@@ -197,7 +231,7 @@ impl Sink for Extract<'_> {
                 tpath.extend(&tparts);
                 let tparent = open_in_root(self.root, &tpath, OFlag::O_PATH | OFlag::O_DIRECTORY)
                     .map_err(io_err("opening", tpath.display()))?;
-                linkat(&tparent, tname.as_os_str(), &parent, name, AtFlags::empty())
+                linkat(&tparent, tname.as_os_str(), parent, name, AtFlags::empty())
                     .map_err(io_err("creating hard link", &shown))?;
                 // A second name shares its inode's metadata; nothing more to apply.
                 return Ok(());
@@ -209,7 +243,7 @@ impl Sink for Extract<'_> {
                     SFlag::S_IFBLK
                 };
                 mknodat(
-                    &parent,
+                    parent,
                     name,
                     kind,
                     Mode::from_bits_truncate(0o600),
@@ -218,7 +252,7 @@ impl Sink for Extract<'_> {
                 .map_err(io_err("creating device", &shown))?;
             }
             Kind::Fifo => mknodat(
-                &parent,
+                parent,
                 name,
                 SFlag::S_IFIFO,
                 Mode::from_bits_truncate(0o600),
@@ -226,11 +260,41 @@ impl Sink for Extract<'_> {
             )
             .map_err(io_err("creating fifo", &shown))?,
         }
-        self.set_meta(parent.as_fd(), name, &full, e)
+        self.set_meta(parent, name, full, e)
     }
-}
 
-impl Extract<'_> {
+    /// A new file's content, then its owner, mode, xattrs and mtime, all through its fd.
+    fn write_file_meta(
+        &self,
+        mut file: std::fs::File,
+        e: &Entry,
+        data: &mut dyn Read,
+        shown: &str,
+    ) -> Result<()> {
+        write_data(&mut file, e.size, data, shown)?;
+        let owner = match self.owner {
+            Owner::Entry => Some((e.uid, e.gid)),
+            Owner::Fixed(u, g) => Some((u, g)),
+            Owner::Caller => None,
+        };
+        if let Some((uid, gid)) = owner {
+            nix::unistd::fchown(&file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .map_err(io_err("setting owner of", shown))?;
+        }
+        nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(e.mode & 0o7777))
+            .map_err(io_err("setting mode of", shown))?;
+        for (key, value) in &e.xattrs {
+            if key.as_bytes().starts_with(b"trusted.overlay.") {
+                continue;
+            }
+            match image::xattr::Node::Fd(file.as_fd()).set(key, value) {
+                Ok(()) | Err(Errno::ENOTSUP) => {}
+                Err(err) => return Err(io_err("setting xattrs of", shown)(err)),
+            }
+        }
+        let t = TimeSpec::new(e.mtime, 0);
+        nix::sys::stat::futimens(&file, &t, &t).map_err(io_err("setting mtime of", shown))
+    }
     /// Owner first (chown clears setuid and file capabilities), then mode, xattrs, mtime
     /// (deferred for directories).
     fn set_meta(&mut self, parent: BorrowedFd, name: &OsStr, full: &Path, e: &Entry) -> Result<()> {
@@ -281,22 +345,26 @@ impl Extract<'_> {
     }
 }
 
-fn write_file(
-    parent: BorrowedFd,
-    name: &OsStr,
-    size: u64,
-    data: &mut dyn Read,
-    shown: &str,
-) -> Result<()> {
-    let fd = openat(
+/// A new regular file `name` in `parent`, never through a symlink or over anything.
+fn create_file(parent: BorrowedFd, name: &OsStr) -> nix::Result<std::fs::File> {
+    openat(
         parent,
         name,
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o600),
     )
-    .map_err(io_err("creating", shown))?;
-    let mut file = std::fs::File::from(fd);
-    let mut buf = vec![0u8; 64 * 1024];
+    .map(std::fs::File::from)
+}
+
+/// Exactly `size` bytes of `data` into `file`.
+fn write_data(file: &mut std::fs::File, size: u64, data: &mut dyn Read, shown: &str) -> Result<()> {
+    // Small files (most of a tree) need no 64 KiB buffer.
+    let mut buf = vec![
+        0u8;
+        usize::try_from(size)
+            .unwrap_or(usize::MAX)
+            .clamp(1, 64 * 1024)
+    ];
     let mut left = size;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -318,24 +386,9 @@ fn write_file(
     Ok(())
 }
 
-/// Sets an xattr on `name` in `parent` without following a symlink there (through
-/// `/proc/self/fd/PARENT/NAME`, since there is no `*at` form).
+/// Sets an xattr on `name` in `parent` without following a symlink there.
 fn set_xattr(parent: BorrowedFd, name: &OsStr, key: &CString, value: &[u8]) -> nix::Result<()> {
-    let mut path = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
-    path.extend_from_slice(name.as_bytes());
-    let path = CString::new(path).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: path and key are NUL-terminated; value is a live slice whose pointer and
-    // length go together; lsetxattr only reads them.
-    let rc = unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            key.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    Errno::result(rc).map(drop)
+    image::xattr::Node::at(parent, name)?.set(key, value)
 }
 
 #[cfg(test)]
@@ -428,6 +481,56 @@ mod tests {
         extract(&tmp.path().join("root"), "/dst", Owner::Caller, &tar).unwrap();
         let x = std::fs::metadata(tmp.path().join("root/dst/x")).unwrap();
         assert_eq!((x.uid(), x.mtime()), (0, 1_600_000_000));
+    }
+
+    #[test]
+    fn a_file_replaces_a_symlink_without_following_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(root.join("target"), "untouched").unwrap();
+        std::os::unix::fs::symlink("/target", root.join("d/f")).unwrap();
+        let tar = tar_of(&[("d/f", tar::EntryType::Regular, "", b"mine")]);
+        extract(&root, "/", Owner::Entry, &tar).unwrap();
+        let f = std::fs::symlink_metadata(root.join("d/f")).unwrap();
+        assert!(f.is_file());
+        assert_eq!(std::fs::read(root.join("d/f")).unwrap(), b"mine");
+        assert_eq!((f.uid(), f.gid(), f.mode() & 0o7777), (1234, 5678, 0o640));
+        assert_eq!(f.mtime(), 1_600_000_000);
+        assert_eq!(std::fs::read(root.join("target")).unwrap(), b"untouched");
+    }
+
+    #[test]
+    fn entries_land_in_their_directories_in_any_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        // Parents alternate, repeat, and one becomes a symlink's target in between.
+        let tar = tar_of(&[
+            ("a/1", tar::EntryType::Regular, "", b"a1"),
+            ("b/1", tar::EntryType::Regular, "", b"b1"),
+            ("a/2", tar::EntryType::Regular, "", b"a2"),
+            ("a/2", tar::EntryType::Regular, "", b"a2 again"),
+            ("c", tar::EntryType::Symlink, "b", b""),
+            ("c/2", tar::EntryType::Regular, "", b"via c"),
+            ("a/sub/3", tar::EntryType::Regular, "", b"deep"),
+            ("a/4", tar::EntryType::Regular, "", b"a4"),
+        ]);
+        extract(&root, "/", Owner::Caller, &tar).unwrap();
+        for (path, want) in [
+            ("a/1", "a1"),
+            ("b/1", "b1"),
+            ("a/2", "a2 again"),
+            ("b/2", "via c"),
+            ("a/sub/3", "deep"),
+            ("a/4", "a4"),
+        ] {
+            assert_eq!(
+                std::fs::read_to_string(root.join(path)).unwrap(),
+                want,
+                "{path}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! the tar stays well-formed. Sockets are left out, as Docker does.
 
 use super::{io_err, FsError, Result};
+use image::xattr::Node;
 use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
@@ -16,7 +17,7 @@ use nix::sys::stat::{fstat, fstatat, major, minor, FileStat, Mode, SFlag};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -58,9 +59,6 @@ pub trait Sink {
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
 pub const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
-/// overlayfs's own bookkeeping (opaque, origin, redirect, impure…): meaningless outside
-/// the overlay, and it would steer any overlay the files end up in.
-const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
 
 /// How [`walk`] reads a tree.
 #[derive(Default)]
@@ -263,6 +261,24 @@ fn emit(
         }
         links.insert(key, out.to_path_buf());
     }
+    if ty == SFlag::S_IFREG {
+        // Opened first, so its xattrs are read through the fd.
+        let file = match open_regular(dir, name, st) {
+            Ok(f) => f,
+            Err(Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(io_err("opening", &shown)(e)),
+        };
+        entry.xattrs = Node::Fd(file.as_fd())
+            .all_but_overlay()
+            .map_err(io_err("reading xattrs of", &shown))?;
+        entry.size = st.st_size.max(0) as u64;
+        let mut data = Exact::new(file, entry.size);
+        sink.put(&entry, &mut data)?;
+        if let Some(e) = data.error.take() {
+            return Err(io_err("reading", &shown)(e));
+        }
+        return Ok(true);
+    }
     entry.xattrs = match list_xattrs(dir, name) {
         Ok(x) => x,
         Err(Errno::ENOENT) => return Ok(false),
@@ -373,68 +389,14 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
-/// `/proc/self/fd/DIR/NAME`: a path to `name` in `dir` for the `l*xattr` calls, which
-/// have no `*at` form. The last part is not followed.
-fn proc_path(dir: BorrowedFd, name: &OsStr) -> nix::Result<CString> {
-    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    path.extend_from_slice(name.as_bytes());
-    CString::new(path).map_err(|_| Errno::EINVAL)
-}
-
 /// The xattrs of `name` in `dir` (not following a symlink), overlayfs's own left out.
 pub fn list_xattrs(dir: BorrowedFd, name: &OsStr) -> nix::Result<Vec<(CString, Vec<u8>)>> {
-    let path = proc_path(dir, name)?;
-    let mut names = vec![0u8; 1024];
-    let len = loop {
-        // SAFETY: path is NUL-terminated; names is writable for its whole length.
-        let n = unsafe { libc::llistxattr(path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-        match Errno::result(n) {
-            Ok(n) => break n as usize,
-            Err(Errno::ERANGE) => names.resize(names.len() * 4, 0),
-            Err(Errno::ENOTSUP) => return Ok(vec![]),
-            Err(e) => return Err(e),
-        }
-    };
-    let mut out = Vec::new();
-    for key in names[..len].split(|b| *b == 0).filter(|k| !k.is_empty()) {
-        if key.starts_with(OVERLAY_XATTR_PREFIX) {
-            continue;
-        }
-        let key = CString::new(key).map_err(|_| Errno::EINVAL)?;
-        if let Some(value) = lget_xattr(&path, &key)? {
-            out.push((key, value));
-        }
-    }
-    Ok(out)
+    Node::at(dir, name)?.all_but_overlay()
 }
 
 /// One xattr of `name` in `dir`, None when it is not set.
 pub fn get_xattr(dir: BorrowedFd, name: &OsStr, key: &CStr) -> nix::Result<Option<Vec<u8>>> {
-    lget_xattr(&proc_path(dir, name)?, key)
-}
-
-fn lget_xattr(path: &CStr, key: &CStr) -> nix::Result<Option<Vec<u8>>> {
-    let mut value = vec![0u8; 256];
-    loop {
-        // SAFETY: path and key are NUL-terminated; value is writable for its whole length.
-        let n = unsafe {
-            libc::lgetxattr(
-                path.as_ptr(),
-                key.as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        match Errno::result(n) {
-            Ok(n) => {
-                value.truncate(n as usize);
-                return Ok(Some(value));
-            }
-            Err(Errno::ERANGE) if value.len() < 1 << 20 => value.resize(value.len() * 4, 0),
-            Err(Errno::ENODATA | Errno::ENOTSUP) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    }
+    Node::at(dir, name)?.get(key)
 }
 
 /// Writes entries as a tar (ustar headers, PAX records for long names and xattrs), as
