@@ -1123,3 +1123,67 @@ fn builds_cross_over_with_podman() {
     assert_eq!(out, "podman copied this\npodman ran this\nberth ran this\n");
     b.assert_nothing_left();
 }
+
+/// `--pull` fetches the base even when the store has one by that name (and the build
+/// then uses the registry's); without it the stored one is used. `--label` lands in the
+/// config beside the Dockerfile's; `--platform` takes the host's and refuses others.
+#[test]
+fn pull_label_and_platform_flags() {
+    let reg = Registry::start();
+    let b = Berth::with_busybox();
+    let base = format!("{}/flags/base:1", reg.host());
+    // The registry gets "two" under the name; the store keeps "one" under it.
+    let two = context(
+        &b,
+        "two",
+        &[("Dockerfile", "FROM bb:1\nRUN echo two > /v\n")],
+    );
+    build_ok(&b, &["-q", "-t", &base], &two);
+    b.ok(&["push", "-q", &base]);
+    let one = context(
+        &b,
+        "one",
+        &[("Dockerfile", "FROM bb:1\nRUN echo one > /v\n")],
+    );
+    build_ok(&b, &["-q", "-t", &base], &one);
+
+    let ctx = context(
+        &b,
+        "app",
+        &[(
+            "Dockerfile",
+            &format!("FROM {base}\nLABEL from=file\nCMD [\"cat\", \"/v\"]\n"),
+        )],
+    );
+    build_ok(&b, &["-q", "-t", "app:local", "--label", "team=core"], &ctx);
+    assert_eq!(run(&b, &["app:local"]), "one\n");
+    let labels = &config(&b, "app:local")["config"]["Labels"];
+    assert_eq!(labels["team"], "core", "{labels}");
+    assert_eq!(labels["from"], "file", "{labels}");
+
+    build_ok(&b, &["-q", "-t", "app:pulled", "--pull"], &ctx);
+    assert_eq!(run(&b, &["app:pulled"]), "two\n");
+    // The store's name now means the registry's image, as after `docker build --pull`.
+    assert_eq!(run(&b, &[&base, "cat", "/v"]), "two\n");
+
+    let host = format!(
+        "linux/{}",
+        std::env::consts::ARCH.replace("x86_64", "amd64")
+    );
+    build_ok(&b, &["-q", "-t", "app:host", "--platform", &host], &ctx);
+    let foreign = if host == "linux/s390x" {
+        "linux/amd64"
+    } else {
+        "linux/s390x"
+    };
+    let (code, out, err) = build(&b, &["-t", "app:foreign", "--platform", foreign], &ctx);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains(&format!("platform {foreign}: only the host platform"))
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    let (code, _, _) = b.code(&["image", "inspect", "app:foreign"]);
+    assert_ne!(code, 0, "a refused build tags nothing");
+    b.assert_nothing_left();
+}
