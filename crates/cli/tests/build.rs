@@ -1187,3 +1187,46 @@ fn pull_label_and_platform_flags() {
     assert_ne!(code, 0, "a refused build tags nothing");
     b.assert_nothing_left();
 }
+
+/// The predefined proxy args reach RUN without an ARG and stay out of the image (history
+/// and env), as Docker keeps them; other unused build args are warned about. The
+/// `# escape` directive changes the continuation character.
+#[test]
+fn proxy_args_and_the_escape_directive() {
+    let b = Berth::with_busybox();
+    let ctx = context(
+        &b,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "# escape=`\nFROM bb:1\nRUN echo \"$HTTP_PROXY\" > /proxy && `\n    echo \"[$no_proxy]\" >> /proxy\n",
+        )],
+    );
+    let out = build_ok(
+        &b,
+        &[
+            "-t",
+            "proxied:1",
+            "--build-arg",
+            "HTTP_PROXY=http://127.0.0.1:3128",
+            "--build-arg",
+            "UNUSED=1",
+        ],
+        &ctx,
+    );
+    assert!(
+        out.contains("[Warning] One or more build-args [UNUSED] were not consumed"),
+        "{out}"
+    );
+    assert_eq!(
+        run(&b, &["proxied:1", "cat", "/proxy"]),
+        "http://127.0.0.1:3128\n[]\n"
+    );
+    let cfg = config(&b, "proxied:1");
+    let text = cfg.to_string();
+    assert!(!text.contains("3128"), "the proxy is in the image: {text}");
+    assert!(
+        text.contains("echo \\\"$HTTP_PROXY\\\" > /proxy &&"),
+        "{text}"
+    );
+}
