@@ -984,7 +984,8 @@ pub fn parse_ulimit(value: &str) -> Result<Ulimit, FlagError> {
     })
 }
 
-/// Every capability Docker knows (as of Linux 5.9).
+/// Every capability Docker knows (as of Linux 5.9), in the kernel's order: the index is
+/// the capability's number.
 pub const ALL_CAPS: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
