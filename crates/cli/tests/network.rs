@@ -1147,3 +1147,36 @@ fn user_network_containers_leave_nothing_after_rm_run_rm_stop_and_a_dead_monitor
     assert_user_network_gone(&b, &name, &format!("br-{}", &id[..12]), &subnet);
     b.assert_nothing_left();
 }
+
+/// The host end of a container's veth is named after the container, and the kernel
+/// deletes the old one with the old namespace in its own time: a start that finds one
+/// (here made by the test, as a restart right after a stop can) replaces it instead of
+/// failing with "File exists".
+#[test]
+fn a_start_replaces_a_leftover_veth_of_the_same_container() {
+    let b = Berth::with_busybox();
+    let id = b.ok(&["create", "bb:1", "sleep", "100"]).trim().to_string();
+    let host = format!("vb{}", &id[..12]);
+    let peer = format!("vx{}", &id[..12]);
+    let ok = Command::new("ip")
+        .args(["link", "add", &host, "type", "veth", "peer", "name", &peer])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    // Pass or fail, the test's pair does not outlive it.
+    struct Unlink(String);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+        }
+    }
+    let _unlink = Unlink(peer.clone());
+    b.ok(&["start", &id]);
+    // The container's own pair now: its eth0 is up with an address, ours is gone.
+    let inside = b.ok(&["exec", &id, "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(inside.contains("inet "), "{inside}");
+    assert!(!links().contains(&peer), "{}", links());
+    b.ok(&["rm", "-f", &id]);
+    wait_for("the veth to go", || !links().contains(&host));
+    b.assert_nothing_left();
+}

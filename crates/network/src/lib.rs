@@ -30,7 +30,7 @@ pub use ports::{parse_expose, parse_publish, PortBinding, PortSpec, Proto};
 use rtnl::Rtnl;
 use state::{Blocked, Holder, Lease, NetworkRow, State};
 use std::net::Ipv4Addr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use user::find;
 
@@ -498,7 +498,8 @@ pub fn attach_in(dir: &Path, req: &Request, is_stale: IsStale) -> Result<Attachm
         source,
     })?;
     let mut host = Rtnl::open()?;
-    host.add_veth(
+    add_own_veth(
+        &mut host,
         &veth_name(req.id),
         bridge.index,
         "eth0",
@@ -612,6 +613,28 @@ fn detach_with(state: &mut State, id: &str, mode: Detach) -> Result<(), Error> {
     Ok(())
 }
 
+/// Creates a container's veth pair. Its host end's name is derived from the container's
+/// id, so one that exists already is this container's own from its previous run: a quick
+/// detach leaves the kernel to delete it with the old namespace, asynchronously, and a
+/// restart can come before that. It is deleted and the pair made again, once.
+fn add_own_veth(
+    rtnl: &mut Rtnl,
+    host: &str,
+    master: u32,
+    peer: &str,
+    peer_mac: [u8; 6],
+    netns: BorrowedFd<'_>,
+    mtu: u32,
+) -> Result<(), Error> {
+    match rtnl.add_veth(host, master, peer, peer_mac, netns, mtu) {
+        Err(Error::Netlink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {
+            rtnl.del_link(host)?;
+            rtnl.add_veth(host, master, peer, peer_mac, netns, mtu)
+        }
+        other => other,
+    }
+}
+
 /// The host end of container `id`'s veth for its interface `ifname`: `vb<id12>` for
 /// eth0, `vb<id11><n>` for eth<n> (within IFNAMSIZ, derived, so teardown needs no
 /// record of it).
@@ -708,7 +731,8 @@ pub fn join_in(dir: &Path, j: &Join, is_stale: IsStale) -> Result<Joined, Error>
             path: j.netns.to_path_buf(),
             source,
         })?;
-        Rtnl::open()?.add_veth(
+        add_own_veth(
+            &mut Rtnl::open()?,
             &host_veth(j.id, &ifname),
             bridge.index,
             &ifname,
