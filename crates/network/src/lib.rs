@@ -636,14 +636,15 @@ fn add_own_veth(
 }
 
 /// The host end of container `id`'s veth for its interface `ifname`: `vb<id12>` for
-/// eth0, `vb<id11><n>` for eth<n> (within IFNAMSIZ, derived, so teardown needs no
-/// record of it).
+/// eth0, `vc<id11><n>` for eth<n> (within IFNAMSIZ, derived, so teardown needs no
+/// record of it). Another prefix for eth<n>: `vb<id11>1` is `vb<id12>` whenever the
+/// id's twelfth digit is 1, which made one `network connect` in sixteen replace eth0.
 pub fn host_veth(id: &str, ifname: &str) -> String {
     match ifname
         .strip_prefix("eth")
         .and_then(|n| n.parse::<u8>().ok())
     {
-        Some(n) if n > 0 => format!("vb{}{n}", &id[..id.len().min(11)]),
+        Some(n) if n > 0 => format!("vc{}{n}", &id[..id.len().min(11)]),
         _ => veth_name(id),
     }
 }
@@ -829,7 +830,9 @@ fn sweep(state: &mut State, bridge: &Bridge) {
     };
     let orphans: Vec<String> = ports
         .into_iter()
-        .filter(|n| n.starts_with("vb") && n.len() == 14)
+        .filter(|n| {
+            (n.starts_with("vb") && n.len() == 14) || (n.starts_with("vc") && n.len() >= 14)
+        })
         .collect();
     if orphans.is_empty() {
         return;
@@ -953,5 +956,19 @@ mod tests {
         let n = veth_name(&"ab".repeat(32));
         assert_eq!(n.len(), 14);
         assert!(n.starts_with("vb"));
+    }
+
+    #[test]
+    fn a_containers_host_veths_never_share_a_name() {
+        for id in ["6dddc7b82ab1f00d", "0123456789a1bcde", "ffffffffffffffff"] {
+            let names: Vec<String> = (0..=20)
+                .map(|n| host_veth(id, &format!("eth{n}")))
+                .collect();
+            for (i, a) in names.iter().enumerate() {
+                assert!(a.len() <= 15, "{a}");
+                assert!(!names[i + 1..].contains(a), "{a} twice for {id}");
+            }
+            assert_eq!(names[0], veth_name(id));
+        }
     }
 }
