@@ -168,9 +168,23 @@ fn whiteouts_show_the_right_tree_in_a_container() {
     };
     berth(&["load", "-i", archive.to_str().unwrap()]);
     let mnt = PathBuf::from(berth(&["image", "mount", "localhost/wh:1"]).trim());
+    // A failure in between must not leave the image mounted on the host.
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            if self.0.exists() {
+                let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+    let guard = Unmount(mnt.clone());
     let result = run_in_container(t.path(), &mnt);
     berth(&["image", "unmount", "localhost/wh:1"]);
+    drop(guard);
     assert!(!mnt.exists(), "unmount removes the mount point");
+    let tmp = t.path().to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&tmp), "mounts left under {tmp}");
     let out = result;
     assert_eq!(out, "/a\n/a/del\n/a/keep\n/d\n/d/new\nback\n");
     // rmi frees everything once unmounted.
