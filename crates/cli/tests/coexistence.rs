@@ -15,34 +15,18 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::{wait_for, Berth};
+use support::Berth;
 
-fn http_get(addr: SocketAddr) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.trim().to_string())
-        .unwrap_or_default())
-}
-
+/// The page on 127.0.0.1:`port`, trimmed.
 fn fetch(port: u16) -> String {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut body = String::new();
-    wait_for(&format!("http://{addr}/"), || {
-        body = http_get(addr).unwrap_or_default();
-        !body.is_empty()
-    });
-    body
+    support::fetch(SocketAddr::from(([127, 0, 0, 1], port)))
+        .trim()
+        .to_string()
 }
 
 fn ok(o: Output, what: &str) -> String {

@@ -11,12 +11,11 @@
 mod support;
 
 use engine::network;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use support::{wait_for, Berth};
+use support::{fetch, leases_of, links, wait_for, Berth};
 
 /// A detached busybox httpd serving `/index.html` with `body`.
 fn httpd(b: &Berth, extra: &[&str], body: &str) -> String {
@@ -38,51 +37,12 @@ fn address(b: &Berth, id: &str) -> Ipv4Addr {
         .unwrap_or_else(|_| panic!("no address for {id}: {a:?}"))
 }
 
-/// `GET /index.html` over HTTP/1.0; the body.
-fn http_get(addr: SocketAddr) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default())
-}
-
-fn fetch(addr: SocketAddr) -> String {
-    let mut body = String::new();
-    wait_for(&format!("http://{addr}/"), || {
-        body = http_get(addr).unwrap_or_default();
-        !body.is_empty()
-    });
-    body
-}
-
 fn nft_table() -> String {
     let o = Command::new("nft")
         .args(["list", "table", "ip", "berth"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn links() -> String {
-    let o = Command::new("ip").args(["-br", "link"]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Leases held by containers of this store.
-fn leases_of(b: &Berth) -> Vec<String> {
-    let state = network::state::State::open(Path::new(network::STATE_DIR)).unwrap();
-    state
-        .leases()
-        .unwrap()
-        .into_iter()
-        .filter(|l| l.root == b.root())
-        .map(|l| l.holder)
-        .collect()
 }
 
 /// Nothing of container `id`'s network is left on the host.

@@ -9,26 +9,7 @@
 
 mod support;
 
-use engine::network;
-use std::path::Path;
-use std::process::Command;
-use support::{wait_for, Berth};
-
-fn links() -> String {
-    let o = Command::new("ip").args(["-br", "link"]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn leases(b: &Berth) -> Vec<String> {
-    let state = network::state::State::open(Path::new(network::STATE_DIR)).unwrap();
-    state
-        .leases()
-        .unwrap()
-        .into_iter()
-        .filter(|l| l.root == b.root())
-        .map(|l| l.holder)
-        .collect()
-}
+use support::{leases_of, links, wait_for, Berth};
 
 #[test]
 fn a_container_shares_a_running_containers_network_namespace() {
@@ -90,7 +71,7 @@ fn a_container_shares_a_running_containers_network_namespace() {
     assert!(out.contains(&format!("inet {owner_ip}/")), "{out}");
     assert!(out.contains(&format!("{owner_ip}\townerhost")), "{out}");
     // No network of its own: no lease, no veth, nothing in inspect but the mode.
-    assert_eq!(leases(&b), [owner_id.as_str()]);
+    assert_eq!(leases_of(&b), [owner_id.as_str()]);
     assert!(!links().contains(&format!("vb{}", &joined_id[..12])));
     assert_eq!(
         b.ok(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", &joined])
@@ -115,7 +96,7 @@ fn a_container_shares_a_running_containers_network_namespace() {
     b.ok(&["stop", "-t", "0", &owner]);
     let veth = format!("vb{}", &owner_id[..12]);
     wait_for("the owner's veth to go", || !links().contains(&veth));
-    assert!(leases(&b).is_empty());
+    assert!(leases_of(&b).is_empty());
     let inside = b.ok(&["exec", &joined, "ip", "-o", "link"]);
     assert!(!inside.contains("eth0"), "{inside}");
 
@@ -183,6 +164,6 @@ fn a_container_shares_a_running_containers_network_namespace() {
     let mut rm = vec!["rm", "-f"];
     rm.extend(ids.lines());
     b.ok(&rm);
-    assert!(leases(&b).is_empty());
+    assert!(leases_of(&b).is_empty());
     b.assert_nothing_left();
 }

@@ -237,3 +237,46 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `GET /index.html` over HTTP/1.0 to `addr`; the body.
+pub fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
+}
+
+/// The first non-empty body [`http_get`] gets from `addr`, waiting for the server.
+pub fn fetch(addr: std::net::SocketAddr) -> String {
+    let mut body = String::new();
+    wait_for(&format!("http://{addr}/"), || {
+        body = http_get(addr).unwrap_or_default();
+        !body.is_empty()
+    });
+    body
+}
+
+/// The host's network interfaces, `ip -br link`.
+pub fn links() -> String {
+    let o = Command::new("ip").args(["-br", "link"]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Holders of the host-wide leases that belong to containers of `b`'s store.
+pub fn leases_of(b: &Berth) -> Vec<String> {
+    use engine::network;
+    let state = network::state::State::open(Path::new(network::STATE_DIR)).unwrap();
+    state
+        .leases()
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.root == b.root())
+        .map(|l| l.holder)
+        .collect()
+}
