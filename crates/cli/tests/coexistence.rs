@@ -63,7 +63,7 @@ fn docker_answers() -> bool {
 /// checks it, and dockerd keeps its data root mounted until it stops.
 struct OwnDockerd {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl OwnDockerd {
@@ -87,7 +87,7 @@ impl OwnDockerd {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("docker.io is installed (scripts/deps.sh --peers)");
-        let own = OwnDockerd { child, _dir: tmp };
+        let own = OwnDockerd { child, dir: tmp };
         DOCKER_HOST.set(sock).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         while !docker_answers() {
@@ -107,14 +107,28 @@ impl Drop for OwnDockerd {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        unmount_under(self.dir.path());
+    }
+}
+
+/// Detaches every mount at or below `dir`, deepest first: a dockerd that did not get to
+/// clean up leaves its data root bind-mounted onto itself in the host's table.
+fn unmount_under(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 

@@ -43,12 +43,49 @@ fn rootfs(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// A daemon that is killed (and reaped) when the test ends, however it ends.
-struct Daemon(Child);
+/// Asked to stop with SIGTERM (SIGKILL after 20 s); then whatever it left mounted under its
+/// directory is unmounted: dockerd bind-mounts its data root onto itself and a killed one
+/// leaves that mount in the host's table for good.
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn new(child: Child, dir: &Path) -> Daemon {
+        Daemon {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+}
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        unmount_under(&self.dir);
+    }
+}
+
+/// Detaches every mount at or below `dir`, deepest first.
+fn unmount_under(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
@@ -177,7 +214,7 @@ fn containerd_runs_containers_with_berth_runtime() {
     )
     .unwrap();
     let log = std::fs::File::create(t.path().join("containerd.log")).unwrap();
-    let _d = Daemon(
+    let _d = Daemon::new(
         Command::new("containerd")
             .arg("--config")
             .arg(&conf)
@@ -185,6 +222,7 @@ fn containerd_runs_containers_with_berth_runtime() {
             .stderr(log)
             .spawn()
             .expect("containerd is installed"),
+        t.path(),
     );
     wait_for("containerd", || sock.exists());
     let ctr = |args: &[&str]| {
@@ -255,7 +293,7 @@ fn dockerd_runs_containers_with_berth_runtime() {
     // A private dockerd: own data, exec root and socket, no bridge or iptables, and a
     // network namespace of its own: a dockerd without a bridge deletes `docker0`, which
     // on the host would break the running dockerd.
-    let _d = Daemon(
+    let _d = Daemon::new(
         Command::new("unshare")
             .args(["--net", "dockerd"])
             .arg("--data-root")
@@ -283,6 +321,7 @@ fn dockerd_runs_containers_with_berth_runtime() {
             .stderr(log)
             .spawn()
             .expect("docker.io is installed"),
+        t.path(),
     );
     let docker = |args: &[&str]| {
         let mut c = Command::new("docker");
