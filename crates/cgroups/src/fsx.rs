@@ -61,9 +61,19 @@ impl<'a> Writers<'a> {
     }
 }
 
+/// A kernel-generated text file (procfs, cgroupfs) in as few read(2) calls as possible.
+/// These report a size of 0, so `std::fs::read_to_string` starts from a 32-byte probe
+/// and doubles: mountinfo took a dozen reads, each resuming the kernel's generator.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(8192);
+    std::fs::File::open(path)?.read_to_end(&mut buf)?;
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))
+}
+
 pub fn read(dir: &Path, file: &str) -> Result<String> {
     let path = dir.join(file);
-    std::fs::read_to_string(&path).map_err(|e| Error::Io {
+    read_text(&path).map_err(|e| Error::Io {
         what: "read".into(),
         path,
         err: e,
@@ -72,7 +82,7 @@ pub fn read(dir: &Path, file: &str) -> Result<String> {
 
 /// Reads a file that may be absent (a controller feature this kernel lacks).
 pub fn read_opt(dir: &Path, file: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(file)).ok()
+    read_text(&dir.join(file)).ok()
 }
 
 /// A single number; `max` reads as `u64::MAX`.
@@ -118,7 +128,7 @@ pub fn mkdir_all(dir: &Path) -> Result<()> {
 
 /// Pids in `dir`'s cgroup.procs and in every child cgroup's.
 pub fn collect_procs(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
-    let text = match std::fs::read_to_string(dir.join("cgroup.procs")) {
+    let text = match read_text(&dir.join("cgroup.procs")) {
         Ok(t) => t,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(e) => {

@@ -51,11 +51,14 @@ impl Layout {
     }
 
     fn read() -> Result<Layout> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Io {
-            what: "read".into(),
-            path: "/proc/self/mountinfo".into(),
-            err: e,
-        })?;
+        let text =
+            crate::fsx::read_text(std::path::Path::new("/proc/self/mountinfo")).map_err(|e| {
+                Error::Io {
+                    what: "read".into(),
+                    path: "/proc/self/mountinfo".into(),
+                    err: e,
+                }
+            })?;
         let l = Layout::parse(&text);
         if l.v1.is_empty() && l.unified.is_none() {
             return Err(Error::Invalid(

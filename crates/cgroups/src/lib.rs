@@ -16,6 +16,7 @@ mod stats;
 mod v1;
 mod v2;
 
+pub use fsx::read_text;
 pub use layout::{Hierarchy, Layout};
 pub use stats::Stats;
 
@@ -69,14 +70,13 @@ impl Cgroup {
 
     /// [`Cgroup::open`] on a layout the caller already read.
     pub fn open_in(layout: &Layout, path: &str) -> Result<Cgroup> {
-        let own =
-            layout::own_cgroups(&std::fs::read_to_string("/proc/self/cgroup").map_err(|e| {
-                Error::Io {
-                    what: "read".into(),
-                    path: "/proc/self/cgroup".into(),
-                    err: e,
-                }
-            })?);
+        let own = layout::own_cgroups(
+            &read_text(std::path::Path::new("/proc/self/cgroup")).map_err(|e| Error::Io {
+                what: "read".into(),
+                path: "/proc/self/cgroup".into(),
+                err: e,
+            })?,
+        );
         Self::resolve(layout, &own, path)
     }
 
@@ -130,7 +130,7 @@ impl Cgroup {
             return None;
         }
         let root = self.unified_root.as_ref()?;
-        let offered = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        let offered = read_text(&root.join("cgroup.controllers")).unwrap_or_default();
         offered
             .split_whitespace()
             .any(|c| c == controller)
@@ -173,7 +173,7 @@ impl Cgroup {
         }
         if let (Some(dir), Some(root)) = (&self.unified, &self.unified_root) {
             fsx::mkdir_all(dir)?;
-            let wanted: Vec<String> = std::fs::read_to_string(root.join("cgroup.controllers"))
+            let wanted: Vec<String> = read_text(&root.join("cgroup.controllers"))
                 .unwrap_or_default()
                 .split_whitespace()
                 .filter(|c| self.v1_dir(c).is_none())

@@ -258,7 +258,7 @@ fn setgroups_allowed(plan: &Plan) -> bool {
     if !plan.has_userns {
         return true;
     }
-    std::fs::read_to_string("/proc/self/setgroups")
+    cgroups::read_text(std::path::Path::new("/proc/self/setgroups"))
         .map(|s| s.trim() == "allow")
         .unwrap_or(true)
 }

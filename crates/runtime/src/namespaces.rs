@@ -65,31 +65,79 @@ pub struct Plan {
 /// prepares the cgroup: creating one is the slowest part of clone(2) (~0.5 ms here), and
 /// unshare(2) in a thread affects that thread only. The init joins it with setns(2).
 /// Only without a user namespace: a netns must belong to the container's user namespace.
-pub struct NetnsMaker(std::thread::JoinHandle<std::io::Result<OwnedFd>>);
+///
+/// The thread starts before the config is parsed (the typed parse and validation take
+/// longer than a look at `linux.namespaces` alone), so it decides from its own quick read
+/// of config.json; `finish` then trusts only the full parse and drops or ignores what the
+/// thread made when the two disagree.
+pub struct NetnsMaker(std::thread::JoinHandle<Option<std::io::Result<OwnedFd>>>);
+
+/// Just the part of config.json that says whether a new network namespace is wanted.
+#[derive(serde::Deserialize)]
+struct Quick {
+    linux: Option<QuickLinux>,
+}
+
+#[derive(serde::Deserialize)]
+struct QuickLinux {
+    namespaces: Option<Vec<QuickNs>>,
+}
+
+#[derive(serde::Deserialize)]
+struct QuickNs {
+    #[serde(rename = "type")]
+    typ: String,
+    path: Option<String>,
+}
+
+/// Whether the config asks for a new network namespace outside any user namespace.
+fn wants_own_netns(config: &[u8]) -> bool {
+    let Ok(q) = serde_json::from_slice::<Quick>(config) else {
+        return false;
+    };
+    let nss = q.linux.and_then(|l| l.namespaces).unwrap_or_default();
+    let new_net = nss
+        .iter()
+        .any(|n| n.typ == "network" && n.path.as_deref().unwrap_or("").is_empty());
+    new_net && !nss.iter().any(|n| n.typ == "user")
+}
 
 impl NetnsMaker {
-    pub fn start(plan: &Plan) -> Option<NetnsMaker> {
-        if !plan.clone_flags.contains(CloneFlags::CLONE_NEWNET) || plan.has_userns {
-            return None;
-        }
-        Some(NetnsMaker(std::thread::spawn(|| {
-            nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
-            Ok(OwnedFd::from(std::fs::File::open(
-                "/proc/thread-self/ns/net",
-            )?))
-        })))
+    pub fn start(bundle: &std::path::Path) -> NetnsMaker {
+        let config = bundle.join("config.json");
+        NetnsMaker(std::thread::spawn(move || {
+            if !wants_own_netns(&std::fs::read(config).ok()?) {
+                return None;
+            }
+            Some(
+                nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| {
+                        std::fs::File::open("/proc/thread-self/ns/net").map(OwnedFd::from)
+                    }),
+            )
+        }))
     }
 
-    /// Waits for the namespace and moves it from the clone flags to the joins. The thread
-    /// has ended when this returns, so the runtime is single-threaded again for clone(2).
+    /// Waits for the thread, then moves a new network namespace from the clone flags to
+    /// the joins when the thread made one. The thread has ended when this returns, so the
+    /// runtime is single-threaded again for clone(2).
     pub fn finish(self, plan: &mut Plan) -> Result<()> {
-        let fd = self
+        let made = self
             .0
             .join()
-            .map_err(|_| Error::Other("network namespace thread panicked".into()))?
-            .ctx(|| "create network namespace")?;
-        plan.clone_flags.remove(CloneFlags::CLONE_NEWNET);
-        plan.join.push((LinuxNamespaceType::Network, fd));
+            .map_err(|_| Error::Other("network namespace thread panicked".into()))?;
+        let wanted = plan.clone_flags.contains(CloneFlags::CLONE_NEWNET) && !plan.has_userns;
+        match made {
+            Some(fd) if wanted => {
+                let fd = fd.ctx(|| "create network namespace")?;
+                plan.clone_flags.remove(CloneFlags::CLONE_NEWNET);
+                plan.join.push((LinuxNamespaceType::Network, fd));
+            }
+            // The config changed between the two reads: clone(2) makes the namespace, or
+            // the one made here is closed unused.
+            _ => {}
+        }
         Ok(())
     }
 }
@@ -141,4 +189,30 @@ fn open_ns(path: &PathBuf) -> Result<OwnedFd> {
         nix::sys::stat::Mode::empty(),
     )
     .ctx(|| format!("open namespace {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_own_netns;
+
+    #[test]
+    fn quick_look_at_the_namespaces() {
+        let ns =
+            |list: &str| format!(r#"{{"ociVersion":"1.2.0","linux":{{"namespaces":[{list}]}}}}"#);
+        assert!(wants_own_netns(
+            ns(r#"{"type":"pid"},{"type":"network"}"#).as_bytes()
+        ));
+        assert!(wants_own_netns(
+            ns(r#"{"type":"network","path":""}"#).as_bytes()
+        ));
+        assert!(!wants_own_netns(
+            ns(r#"{"type":"network","path":"/proc/1/ns/net"}"#).as_bytes()
+        ));
+        assert!(!wants_own_netns(
+            ns(r#"{"type":"network"},{"type":"user"}"#).as_bytes()
+        ));
+        assert!(!wants_own_netns(ns(r#"{"type":"pid"}"#).as_bytes()));
+        assert!(!wants_own_netns(br#"{"linux":{}}"#));
+        assert!(!wants_own_netns(b"not json"));
+    }
 }

@@ -314,8 +314,12 @@ pub fn prepare(s: &Setup) -> Result<()> {
     let prop = root_propagation(s.spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
         .ctx(|| "set propagation of / in the container mount namespace")?;
-    // pivot_root refuses a new root whose parent mount is shared.
-    make_parent_mount_private(s.rootfs)?;
+    // pivot_root refuses a new root whose parent mount is shared. After a recursive
+    // slave, private or unbindable change of `/` no mount is shared, so mountinfo need
+    // not be read (the default, and what Docker and Podman ask for).
+    if !prop.contains(MsFlags::MS_REC) || prop.contains(MsFlags::MS_SHARED) {
+        make_parent_mount_private(s.rootfs)?;
+    }
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(s.rootfs),
@@ -655,7 +659,7 @@ fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
 
 /// Makes the mount that holds `path` private, in the container's mount namespace.
 fn make_parent_mount_private(path: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo")?;
+    let info = cgroups::read_text(Path::new("/proc/self/mountinfo")).ctx(|| "read mountinfo")?;
     let mut best: Option<(&str, bool)> = None;
     for line in info.lines() {
         let f: Vec<&str> = line.split(' ').collect();

@@ -142,7 +142,7 @@ pub fn oci_state(s: &Stored, status: Status) -> OciState {
 
 /// Start time (clock ticks since boot) and state letter of a process, from /proc/PID/stat.
 pub fn proc_start_time(pid: i32) -> Option<(u64, char)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = cgroups::read_text(std::path::Path::new(&format!("/proc/{pid}/stat"))).ok()?;
     // The command name may contain spaces and ')', so split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');

@@ -70,13 +70,13 @@ impl Drop for Cleanup {
 
 pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
     spec::validate_id(&o.id)?;
+    let netns = namespaces::NetnsMaker::start(&o.bundle);
     let bundle = spec::load(&o.bundle)?;
     crate::trace::mark("spec loaded");
     let s = &bundle.spec;
     let linux = s.linux().as_ref().expect("validated");
     let nss = linux.namespaces().clone().unwrap_or_default();
     let mut plan = namespaces::plan(&nss)?;
-    let netns = namespaces::NetnsMaker::start(&plan);
     if !plan.has_mountns {
         return Err(Error::Config {
             path: bundle.dir.join("config.json"),
@@ -140,9 +140,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
     };
     let (parent_chan, child_chan) = sync::pair()?;
 
-    if let Some(n) = netns {
-        n.finish(&mut plan)?;
-    }
+    netns.finish(&mut plan)?;
     join_before_clone(&plan, linux)?;
 
     let seccomp = linux
