@@ -149,7 +149,7 @@ pub fn run_attached(engine: &Engine, c: &Container, sig_proxy: bool) -> Result<i
     }
 }
 
-/// `docker attach` flags.
+// `docker attach` flags.
 #[derive(Args)]
 pub struct AttachArgs {
     /// Do not attach STDIN

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
-/// `docker build` flags.
+// `docker build` flags.
 #[derive(Args)]
 pub struct BuildArgs {
     /// Name and optionally a tag in the 'name:tag' format
@@ -238,6 +238,7 @@ fn unpack_context(
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum BuilderCmd {
     /// Remove build cache
     Prune(PruneArgs),

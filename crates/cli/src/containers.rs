@@ -33,8 +33,8 @@ pub fn open_engine_at(root: &std::path::Path, runroot: &std::path::Path) -> Resu
     Ok(Engine::open(root, runroot, exit_command)?)
 }
 
-/// `IMAGE [COMMAND] [ARG...]` is one positional: docker passes everything after the
-/// image to the command, flags included (`run busybox ls -h`).
+// `IMAGE [COMMAND] [ARG...]` is one positional: docker passes everything after the
+// image to the command, flags included (`run busybox ls -h`).
 #[derive(Args)]
 #[command(disable_help_flag = true)]
 pub struct RunArgs {
@@ -193,6 +193,7 @@ pub struct PruneArgs {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum ContainerCmd {
     /// Create a new container
     Create(RunArgs),

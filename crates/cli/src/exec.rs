@@ -38,8 +38,8 @@ const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR2,
 ];
 
-/// `docker exec` flags; everything after the container is the command, flags included
-/// (pflag's SetInterspersed(false)), hence one trailing positional.
+// `docker exec` flags; everything after the container is the command, flags included
+// (pflag's SetInterspersed(false)), hence one trailing positional.
 #[derive(Args)]
 pub struct ExecArgs {
     /// Detached mode: run command in the background

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum ImageCmd {
     /// List images
     #[command(alias = "list")]

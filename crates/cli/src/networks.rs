@@ -85,6 +85,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum NetworkCmd {
     /// Create a network
     Create(CreateArgs),

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 /// Flattened into `berth` and `berth container`.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum ProcCmd {
     /// Execute a command in a running container
     Exec(crate::exec::ExecArgs),

@@ -21,7 +21,7 @@ use engine::options::{parse_duration, CreateOptions, HealthCheck, LogDriver, Res
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// `docker run`/`docker create` flags. See the module comment for how values are parsed.
+// `docker run`/`docker create` flags. See the module comment for how values are parsed.
 #[derive(Args, Debug)]
 #[command(args_override_self = true)]
 pub struct RunFlags {

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use std::collections::HashSet;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum SystemCmd {
     /// Show docker disk usage
     Df(DfArgs),

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum VolumeCmd {
     /// Create a volume
     Create(CreateArgs),
