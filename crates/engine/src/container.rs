@@ -504,10 +504,25 @@ impl Engine {
     /// the container: runc, crun, youki and berth-runtime all keep it in `ROOT/ID/`. A
     /// `--rm` container reaches here twice (finish, then remove), and a runtime run costs
     /// about as much as the rest of the removal.
-    fn runtime_delete(&self, c: &Container) {
-        if self.runtime_root(&c.runtime).join(&c.id).exists() {
-            let _ = self.runtime(c, &["delete", "--force"]);
+    ///
+    /// Left running while the caller removes the rest (mount, network, directories): the
+    /// runtime's part (cgroup directories in every v1
+    /// hierarchy, its state, a new process) is the slowest piece of a removal, and it
+    /// depends on none of the others. The returned guard waits for it.
+    fn runtime_delete_started(&self, c: &Container) -> RuntimeDelete {
+        if !self.runtime_root(&c.runtime).join(&c.id).exists() {
+            return RuntimeDelete(None);
         }
+        let child = Command::new(&c.runtime)
+            .arg("--root")
+            .arg(self.runtime_root(&c.runtime))
+            .args(["delete", "--force"])
+            .arg(&c.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        RuntimeDelete(child.ok())
     }
 
     /// `RUNTIME --root R kill [--all] ID SIGNAL`.
@@ -800,7 +815,7 @@ impl Engine {
         if let Ok(cg) = cgroups::Cgroup::open(&cgroups_path(&c.id)) {
             exit.oom_killed = cg.oom_kills().unwrap_or(0) > 0;
         }
-        self.runtime_delete(c);
+        let deleting = self.runtime_delete_started(c);
         self.network_detach(c);
         let _ = image::snapshot::unmount(&self.rootfs(&c.id));
         // Renamed away first: the old monitor may still unlink its sockets by relative
@@ -815,6 +830,8 @@ impl Engine {
         if fs::rename(&state, &gone).is_ok() {
             let _ = fs::remove_dir_all(&gone);
         }
+        // Recorded as exited only once the runtime has let go of it (a start may follow).
+        drop(deleting);
         self.store.set_exited(&c.id, &exit)?;
         // Volumes with options (a tmpfs) are unmounted once no running container uses them.
         let _ = self.volumes.release(&c.id);
@@ -872,7 +889,7 @@ impl Engine {
         } else {
             Vec::new()
         };
-        self.runtime_delete(&c);
+        let deleting = self.runtime_delete_started(&c);
         self.network_detach(&c);
         self.network_leave(&c);
         // Waits for a `cp`/`export`/`diff`/`commit` that is reading the container.
@@ -889,6 +906,7 @@ impl Engine {
                 return Err(io("removing", &dir)(e));
             }
         }
+        drop(deleting);
         self.store.delete(&c.id)?;
         // As Docker: an anonymous volume another container also mounts stays.
         for name in anonymous {
@@ -1315,6 +1333,17 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, data).map_err(io("writing", &tmp))?;
     fs::rename(&tmp, path).map_err(io("writing", path))
+}
+
+/// A `RUNTIME delete` in progress; waited for (and reaped) when dropped, on every path.
+struct RuntimeDelete(Option<std::process::Child>);
+
+impl Drop for RuntimeDelete {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.wait();
+        }
+    }
 }
 
 #[cfg(test)]
