@@ -32,6 +32,7 @@ use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 
+use crate::gzip::Gunzip;
 use crate::xattr;
 
 /// What one layer left behind.
@@ -160,8 +161,9 @@ fn decompress<'a, R: Read + 'a>(mut blob: R) -> io::Result<Box<dyn Read + 'a>> {
     let head = &magic[..len];
     let whole = io::Cursor::new(head.to_vec()).chain(blob);
     Ok(if head.starts_with(GZIP_MAGIC) {
-        // Multi-member, like Go's gzip reader that Docker uses.
-        Box::new(flate2::read::MultiGzDecoder::new(whole))
+        // Multi-member, like Go's gzip reader that Docker uses; no CRC, as the diff_id
+        // covers the output.
+        Box::new(Gunzip::new(whole))
     } else if head.starts_with(ZSTD_MAGIC) {
         Box::new(zstd::stream::read::Decoder::new(whole)?)
     } else {
@@ -1137,6 +1139,22 @@ mod tests {
             assert_eq!(done.entries, 2);
             assert_eq!(fs::read_to_string(dest.join("d/f")).unwrap(), "hello");
         }
+    }
+
+    #[test]
+    fn multi_member_gzip_is_one_stream() {
+        let plain = Layer::new().dir("d/").file("d/f", "hello").bytes();
+        let (head, tail) = plain.split_at(700);
+        let mut blob = gzip(head);
+        blob.extend(gzip(tail));
+        let (_tmp, dest) = snapshot();
+        let done = unpack_layer(blob.as_slice(), &dest).unwrap();
+        let want = format!("sha256:{}", hex::encode(Sha256::digest(&plain)));
+        assert_eq!(done.diff_id, want);
+        assert_eq!(fs::read_to_string(dest.join("d/f")).unwrap(), "hello");
+        // Anything after the last member that is not one is refused, as Go's reader does.
+        blob.extend_from_slice(b"junk");
+        assert!(unpack_layer(blob.as_slice(), &snapshot().1).is_err());
     }
 
     #[test]
