@@ -7,6 +7,13 @@
 //! resolve inside the snapshot and can never redirect a write to the host. Names with a `..`
 //! component are refused outright, as Docker does.
 //!
+//! The parent directory's fd is kept for the next entry with the same parent (tar lists a
+//! directory's entries together) until anything is removed from the snapshot: creating a
+//! name that did not exist cannot change what an existing path resolves to, only removing
+//! or replacing one can (a directory or symlink on the way becoming something else), and
+//! every removal goes through `Snapshot::clear`, which drops the kept fd. A stale fd would
+//! put files in the wrong directory, still one resolved inside the snapshot.
+//!
 //! OCI whiteouts become what overlayfs understands: `.wh.NAME` a character device 0/0 named
 //! NAME, `.wh..wh..opq` the xattr `trusted.overlay.opaque=y` on its directory.
 //!
@@ -19,16 +26,17 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use nix::dir::{Dir, Type};
 use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{
-    fchmodat, fstatat, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag,
-    UtimensatFlags,
+    fchmod, fchmodat, fstatat, futimens, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode,
+    SFlag, UtimensatFlags,
 };
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 
@@ -276,10 +284,10 @@ fn whiteout(name: &OsStr) -> Result<Option<Whiteout>, &'static str> {
     }
 }
 
-/// The kinds of node metadata is applied to differently.
+/// The kinds of node metadata is applied to differently by name (regular files get theirs
+/// through their fd: `set_file_meta`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Node {
-    File,
     Dir,
     Symlink,
     Special,
@@ -469,7 +477,12 @@ struct Snapshot {
     entries: u64,
     buf: Vec<u8>,
     writeback: Writeback,
+    /// The last parent directory resolved, while nothing has been removed since.
+    parent: Option<(PathBuf, Rc<OwnedFd>)>,
 }
+
+/// Bytes of file content written at once.
+const WRITE: usize = 256 << 10;
 
 impl Snapshot {
     fn new(root: OwnedFd, wait_for_data: bool) -> Self {
@@ -477,9 +490,24 @@ impl Snapshot {
             root,
             dir_times: BTreeMap::new(),
             entries: 0,
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; WRITE],
             writeback: Writeback::new(wait_for_data),
+            parent: None,
         }
+    }
+
+    /// The directory `dir` of the layer, created if missing: the kept fd when it is the same
+    /// directory as the previous entry's and nothing was removed since (module comment),
+    /// else resolved anew.
+    fn parent(&mut self, dir: &Path) -> nix::Result<Rc<OwnedFd>> {
+        if let Some((path, fd)) = &self.parent {
+            if path == dir {
+                return Ok(Rc::clone(fd));
+            }
+        }
+        let fd = Rc::new(self.make_dir(dir)?);
+        self.parent = Some((dir.to_path_buf(), Rc::clone(&fd)));
+        Ok(fd)
     }
 
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<R>, shown: &str) -> Result<(), Error> {
@@ -506,7 +534,7 @@ impl Snapshot {
         }
         let meta = Meta::read(entry, shown)?;
         let parent = self
-            .make_dir(&path.parent)
+            .parent(&path.parent)
             .map_err(failed(shown, "creating parent directory"))?;
         let full = path.join(name);
         let node = match kind {
@@ -516,8 +544,12 @@ impl Snapshot {
                 Node::Dir
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.put_file(&parent, name, &full, entry, shown)?;
-                Node::File
+                let file = self.put_file(&parent, name, &full, entry, shown)?;
+                set_file_meta(&file, &meta, shown)?;
+                return self
+                    .writeback
+                    .push(file)
+                    .map_err(failed(shown, "writing file contents to disk"));
             }
             EntryType::Symlink => {
                 let target = entry
@@ -554,7 +586,7 @@ impl Snapshot {
         shown: &str,
     ) -> Result<(), Error> {
         let parent = self
-            .make_dir(&path.parent)
+            .parent(&path.parent)
             .map_err(failed(shown, "creating parent directory"))?;
         match whiteout {
             Whiteout::Skip => Ok(()),
@@ -606,7 +638,7 @@ impl Snapshot {
         full: &Path,
         entry: &mut tar::Entry<R>,
         shown: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<File, Error> {
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let mode = Mode::from_bits_truncate(0o600);
@@ -624,12 +656,7 @@ impl Snapshot {
         // Copied by hand rather than io::copy so a broken stream is told apart from a full disk.
         loop {
             let n = match entry.read(&mut self.buf) {
-                Ok(0) => {
-                    return self
-                        .writeback
-                        .push(file)
-                        .map_err(failed(shown, "writing file contents to disk"))
-                }
+                Ok(0) => return Ok(file),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => {
@@ -695,8 +722,10 @@ impl Snapshot {
             .map_err(failed(shown, "creating device node"))
     }
 
-    /// Ownership first, because chown clears setuid and file capabilities; then mode, then
-    /// xattrs (security.capability among them), then mtime (deferred for directories).
+    /// Metadata of a node other than a regular file (`set_file_meta`), by its name in
+    /// `parent`. Ownership first, because chown clears setuid and file capabilities; then
+    /// mode, then xattrs (security.capability among them), then mtime (deferred for
+    /// directories).
     fn set_meta(
         &mut self,
         parent: &OwnedFd,
@@ -827,6 +856,8 @@ impl Snapshot {
         if is_dir && keep_dir {
             return Ok(true);
         }
+        // What the kept parent's path resolves to may change now (module comment).
+        self.parent = None;
         self.dir_times.retain(|path, _| !path.starts_with(full));
         if is_dir {
             remove_tree(parent.as_fd(), name)?;
@@ -837,13 +868,28 @@ impl Snapshot {
     }
 }
 
+/// `Snapshot::set_meta` for a regular file, through the fd it was written by: one syscall
+/// each instead of a lookup of its name for each, in the same order (owner, mode, xattrs,
+/// mtime), the mtime last because writing the content sets it.
+fn set_file_meta(file: &File, meta: &Meta, shown: &str) -> Result<(), Error> {
+    let (uid, gid) = (Uid::from_raw(meta.uid), Gid::from_raw(meta.gid));
+    fchown(file, Some(uid), Some(gid)).map_err(failed(shown, "setting owner"))?;
+    fchmod(file, Mode::from_bits_truncate(meta.mode)).map_err(failed(shown, "setting mode"))?;
+    let target = xattr::Node::Fd(file.as_fd());
+    meta.xattrs
+        .iter()
+        .try_for_each(|(k, v)| target.set(k, v))
+        .map_err(failed(shown, "setting xattrs"))?;
+    futimens(file, &meta.mtime, &meta.mtime).map_err(failed(shown, "setting mtime"))
+}
+
 fn set_xattrs(
     parent: &OwnedFd,
     name: &OsStr,
     node: Node,
     xattrs: &[(CString, Vec<u8>)],
 ) -> nix::Result<()> {
-    if matches!(node, Node::File | Node::Dir) {
+    if node == Node::Dir {
         let fd = openat(
             parent,
             name,
@@ -1310,6 +1356,61 @@ mod tests {
         assert_eq!(fs::read_to_string(merged.join("a/del")).unwrap(), "back");
         assert!(!merged.join("d/old").exists());
         assert_eq!(fs::read_to_string(merged.join("d/new")).unwrap(), "new");
+    }
+
+    /// The parent directory's fd is kept between entries; replacing a path component must
+    /// make the next entry resolve its path anew.
+    #[test]
+    fn replaced_path_components_are_followed() {
+        let (_tmp, dest) = snapshot();
+        let mut layer = Layer::new();
+        layer
+            .dir("d1/")
+            .dir("d2/")
+            .symlink("l", "d1")
+            .file("l/a", "a")
+            .symlink("l", "/d2")
+            .file("l/b", "b")
+            .file(".wh.l", "")
+            .symlink("l", "d1")
+            .file("l/c", "c")
+            .dir("x/")
+            .file("x/d", "d")
+            .symlink("x", "d2")
+            .file("x/e", "e");
+        unpack(&mut layer, &dest).unwrap();
+        let names = |dir: &str| {
+            let mut names: Vec<_> = fs::read_dir(dest.join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names("d1"), ["a", "c"]);
+        assert_eq!(names("d2"), ["b", "e"]);
+    }
+
+    /// An entry in the kept parent directory itself can change what that directory's path
+    /// resolves to, when a symlink on the way walks through it and back out with `..`.
+    #[test]
+    fn entry_that_reroutes_its_own_parent_path() {
+        let (_tmp, dest) = snapshot();
+        let mut layer = Layer::new();
+        layer
+            .dir("c/b/n/")
+            .dir("t/u/")
+            .dir("b/")
+            // a -> c, so a/b is c/b, as long as c/b/n is a directory.
+            .symlink("a", "c/b/n/../..")
+            .file("a/b/f1", "1")
+            // Now c/b/n/../.. is /t/u/../.. = /, so a/b is b.
+            .symlink("a/b/n", "/t/u")
+            .file("a/b/f2", "2");
+        unpack(&mut layer, &dest).unwrap();
+        assert_eq!(fs::read_to_string(dest.join("c/b/f1")).unwrap(), "1");
+        assert_eq!(fs::read_to_string(dest.join("b/f2")).unwrap(), "2");
+        assert!(!dest.join("c/b/f2").exists());
     }
 
     #[test]
