@@ -895,28 +895,34 @@ impl Snapshot {
         .map_err(failed(shown, "setting mtime"))
     }
 
-    /// Applies the collected directory mtimes, deepest first.
+    /// Applies the collected directory mtimes. Setting a directory's times changes nothing
+    /// in its parent, so the order is free: by parent, each resolved once (nothing is
+    /// removed any more, so a resolved parent stays what its path names).
     fn set_dir_times(&mut self) -> Result<(), Error> {
         let mut dirs: Vec<_> = std::mem::take(&mut self.dir_times).into_iter().collect();
-        dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
-        for (path, mtime) in dirs {
+        dirs.sort_by(|(a, _), (b, _)| a.parent().cmp(&b.parent()));
+        let mut resolved: Option<(&Path, OwnedFd)> = None;
+        for (path, mtime) in &dirs {
             let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
                 continue;
             };
             let shown = path.to_string_lossy();
-            let parent = match self.resolve_dir(parent) {
-                // Gone since: a later entry replaced a directory on the way through a symlink.
-                Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
-                other => other.map_err(failed(&shown, "resolving parent directory"))?,
+            if resolved.as_ref().is_none_or(|(p, _)| *p != parent) {
+                resolved = match self.resolve_dir(parent) {
+                    // Gone since: a later entry replaced a directory on the way through a
+                    // symlink.
+                    Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
+                    other => Some((
+                        parent,
+                        other.map_err(failed(&shown, "resolving parent directory"))?,
+                    )),
+                };
+            }
+            let Some((_, fd)) = &resolved else {
+                continue;
             };
-            utimensat(
-                &parent,
-                name,
-                &mtime,
-                &mtime,
-                UtimensatFlags::NoFollowSymlink,
-            )
-            .map_err(failed(&shown, "setting mtime"))?;
+            utimensat(fd, name, mtime, mtime, UtimensatFlags::NoFollowSymlink)
+                .map_err(failed(&shown, "setting mtime"))?;
         }
         Ok(())
     }
@@ -1447,6 +1453,28 @@ mod tests {
             .unwrap()
             .file_type()
             .is_fifo());
+    }
+
+    #[test]
+    fn nested_directory_times_survive_their_children() {
+        let (_tmp, dest) = snapshot();
+        let mut layer = Layer::new();
+        let dirs = ["a/", "a/b/", "a/b/c/", "a/d/", "e/"];
+        for (i, dir) in dirs.iter().enumerate() {
+            layer.raw(dir, EntryType::Directory, "", b"", |h| {
+                h.set_mtime(1_000_000_000 + i as u64)
+            });
+        }
+        layer
+            .file("a/b/c/f", "f")
+            .file("a/d/g", "g")
+            .file("e/h", "h");
+        layer.symlink("e/l", "../a");
+        unpack(&mut layer, &dest).unwrap();
+        for (i, dir) in dirs.iter().enumerate() {
+            let mtime = fs::symlink_metadata(dest.join(dir)).unwrap().mtime();
+            assert_eq!(mtime, 1_000_000_000 + i as i64, "{dir}");
+        }
     }
 
     #[test]
