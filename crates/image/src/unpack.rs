@@ -17,6 +17,9 @@
 //! OCI whiteouts become what overlayfs understands: `.wh.NAME` a character device 0/0 named
 //! NAME, `.wh..wh..opq` the xattr `trusted.overlay.opaque=y` on its directory.
 //!
+//! The stream is decompressed on the calling thread and hashed and applied on a worker,
+//! so the two halves of the work run side by side.
+//!
 //! On error the snapshot is left half-written; the caller deletes it.
 
 use std::collections::BTreeMap;
@@ -114,12 +117,11 @@ fn unpack(blob: impl Read, dest: &Path, wait_for_data: bool) -> Result<Unpacked,
         path: dest.to_path_buf(),
         source: e.into(),
     })?;
-    let stream = decompress(blob).map_err(|source| Error::Stream {
+    let mut stream = decompress(blob).map_err(|source| Error::Stream {
         after: String::new(),
         source,
     })?;
-    let mut stream = Hashing::new(stream);
-    // Decompressing and hashing (this thread) and creating the files (a worker) take about
+    // Decompressing (this thread), and hashing and creating the files (a worker) take about
     // the same time for a typical layer; side by side they take half as long.
     let (blocks, received) = sync_channel(IN_FLIGHT);
     let (recycle, recycled) = channel();
@@ -146,12 +148,7 @@ fn unpack(blob: impl Read, dest: &Path, wait_for_data: bool) -> Result<Unpacked,
             source,
         });
     }
-    let entries = applied?;
-    Ok(Unpacked {
-        diff_id: format!("sha256:{}", hex::encode(stream.sha.finalize())),
-        entries,
-        bytes: stream.bytes,
-    })
+    applied
 }
 
 /// Blocks of the uncompressed stream queued for the worker: enough to ride out a slow file
@@ -164,12 +161,12 @@ struct Block {
     len: usize,
 }
 
-/// Reads the whole stream into blocks for the worker, reusing the blocks it hands back.
-/// The diff_id covers the whole stream: tar stops at the end-of-archive blocks, but the
-/// record padding after them (and a compressor's trailer) is read and hashed too.
-/// Returns false if the worker stopped taking blocks (it failed, and says why).
-fn feed<R: Read>(
-    stream: &mut Hashing<R>,
+/// Reads the whole stream into blocks for the worker, reusing the blocks it hands back:
+/// tar stops at the end-of-archive blocks, but the diff_id covers the record padding after
+/// them too (and a compressor's trailer must be checked). Returns false if the worker
+/// stopped taking blocks (it failed, and says why).
+fn feed(
+    stream: &mut impl Read,
     blocks: &SyncSender<Block>,
     recycled: &Receiver<Box<[u8]>>,
 ) -> io::Result<bool> {
@@ -178,7 +175,7 @@ fn feed<R: Read>(
             Ok(data) if data.len() == BLOCK => data,
             _ => vec![0; BLOCK].into_boxed_slice(),
         };
-        let len = stream.fill(&mut data)?;
+        let len = fill(stream, &mut data)?;
         if blocks.send(Block { data, len }).is_err() {
             return Ok(false);
         }
@@ -188,13 +185,13 @@ fn feed<R: Read>(
     }
 }
 
-/// The worker: applies every entry of the tar stream to the snapshot at `root`. Returns
-/// the last entry's name (for errors) and the number of entries.
+/// The worker: applies every entry of the tar stream to the snapshot at `root`, and hashes
+/// the stream. Also returns the last entry's name (for errors).
 fn apply_all(
     mut stream: Blocks,
     root: OwnedFd,
     wait_for_data: bool,
-) -> (String, Result<u64, Error>) {
+) -> (String, Result<Unpacked, Error>) {
     let mut snapshot = Snapshot::new(root, wait_for_data);
     let mut last = String::new();
     let applied = (|| {
@@ -212,7 +209,7 @@ fn apply_all(
             last = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             snapshot.apply(&mut entry, &last)?;
         }
-        // Take the rest too, so the feeding thread can hash it all.
+        // The rest is part of the diff_id too.
         io::copy(&mut stream, &mut io::sink()).map_err(|source| Error::Stream {
             after: last.clone(),
             source,
@@ -222,7 +219,11 @@ fn apply_all(
             .writeback
             .wait()
             .map_err(failed(&last, "writing file contents to disk"))?;
-        Ok(snapshot.entries)
+        Ok(Unpacked {
+            diff_id: format!("sha256:{}", hex::encode(stream.sha.finalize_reset())),
+            entries: snapshot.entries,
+            bytes: stream.bytes,
+        })
     })();
     (last, applied)
 }
@@ -255,47 +256,28 @@ fn decompress<'a, R: Read + 'a>(mut blob: R) -> io::Result<Box<dyn Read + 'a>> {
     })
 }
 
-/// The uncompressed stream, read in large blocks, each hashed and counted once.
-/// Decompressing into large blocks matters: tar reads 512-byte headers and small files,
-/// and small reads straight from a decompressor cost a call into it each (zlib also leaves
-/// its fast path without room for a whole match), which had inflate run at half its speed.
-struct Hashing<R> {
-    inner: R,
-    sha: Sha256,
-    bytes: u64,
-}
-
-/// Uncompressed bytes decompressed (and hashed) at once.
+/// Uncompressed bytes decompressed at once. Large blocks matter: tar reads 512-byte
+/// headers and small files, and small reads straight from a decompressor cost a call into
+/// it each (zlib also leaves its fast path without room for a whole match), which had
+/// inflate run at half its speed.
 const BLOCK: usize = 256 << 10;
 
-impl<R: Read> Hashing<R> {
-    fn new(inner: R) -> Self {
-        Hashing {
-            inner,
-            sha: Sha256::new(),
-            bytes: 0,
+/// Fills `block` as far as the stream goes; 0 at its end.
+fn fill(stream: &mut impl Read, block: &mut [u8]) -> io::Result<usize> {
+    let mut len = 0;
+    while len < block.len() {
+        match stream.read(&mut block[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
-
-    /// Fills `block` as far as the stream goes; 0 at its end.
-    fn fill(&mut self, block: &mut [u8]) -> io::Result<usize> {
-        let mut len = 0;
-        while len < block.len() {
-            match self.inner.read(&mut block[len..]) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.sha.update(&block[..len]);
-        self.bytes += len as u64;
-        Ok(len)
-    }
+    Ok(len)
 }
 
 /// The worker's side of the stream: tar's reads served from the blocks the feeding thread
-/// sends, each handed back for reuse once read.
+/// sends, each hashed and counted as it arrives and handed back for reuse once read.
 struct Blocks {
     blocks: Receiver<Block>,
     recycle: Sender<Box<[u8]>>,
@@ -303,6 +285,8 @@ struct Blocks {
     pos: usize,
     /// The end marker arrived.
     ended: bool,
+    sha: Sha256,
+    bytes: u64,
 }
 
 impl Blocks {
@@ -316,6 +300,8 @@ impl Blocks {
             },
             pos: 0,
             ended: false,
+            sha: Sha256::new(),
+            bytes: 0,
         }
     }
 }
@@ -338,6 +324,8 @@ impl Read for Blocks {
             let _ = self.recycle.send(done.data);
             self.pos = 0;
             self.ended = self.current.len == 0;
+            self.sha.update(&self.current.data[..self.current.len]);
+            self.bytes += self.current.len as u64;
         }
         let n = out.len().min(self.current.len - self.pos);
         out[..n].copy_from_slice(&self.current.data[self.pos..self.pos + n]);
