@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod archive;
 pub mod digest;
+mod gzip;
 pub mod images;
 pub mod manifest;
 pub mod meta;
