@@ -130,6 +130,7 @@ impl Monitor {
             root: args.runtime_root.clone(),
             args: args.runtime_args.clone(),
             log: args.state_dir.join("runtime.log"),
+            view: crate::runtime::readonly_view(&args.runtime),
         };
         let log = match &args.log_path {
             Some(p) => Some(
