@@ -131,12 +131,29 @@ pub fn readonly_view(path: &Path) -> Option<OwnedFd> {
             std::mem::size_of::<MountAttr>(),
         )
     };
-    (r == 0).then_some(fd)
+    if r != 0 {
+        return None;
+    }
+    // Only for an ELF binary: a script executed as /proc/self/fd/N would have its
+    // interpreter open that path after the close-on-exec fd is gone.
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    file.read_exact(&mut magic).ok()?;
+    (magic == *b"\x7fELF").then_some(fd)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_runtime_is_run_by_its_path() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("runtime.sh");
+        std::fs::write(&script, "#!/bin/sh\nexec runc \"$@\"\n").unwrap();
+        assert!(readonly_view(&script).is_none());
+        assert!(readonly_view(Path::new("/bin/sleep")).is_some());
+    }
 
     #[test]
     fn runtime_runs_from_a_read_only_view() {
