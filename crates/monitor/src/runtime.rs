@@ -89,8 +89,8 @@ struct MountAttr {
 /// runtime's process cannot be written through /proc/PID/exe from inside a container
 /// (CVE-2019-5736), so berth-runtime, finding itself on a read-only mount, skips the
 /// re-exec it would otherwise do for that protection (~0.45 ms of every container start;
-/// runc and crun protect themselves as before). None for a runtime found through PATH or
-/// where the kernel refuses; the runtime is then executed by its path.
+/// runc and crun protect themselves as before). None for a runtime found through PATH, a
+/// script, or where the kernel refuses; the runtime is then executed by its path.
 pub fn readonly_view(path: &Path) -> Option<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
