@@ -157,7 +157,12 @@ mod tests {
 
     #[test]
     fn runtime_runs_from_a_read_only_view() {
-        let sleep = Path::new("/bin/sleep");
+        // A copy nobody else runs: while any process executes the file, a reopen for
+        // writing fails with ETXTBSY before the mount is looked at.
+        let d = tempfile::tempdir().unwrap();
+        let copy = d.path().join("sleep");
+        std::fs::copy("/bin/sleep", &copy).unwrap();
+        let sleep = copy.as_path();
         let rt = Runtime {
             path: sleep.into(),
             root: None,
