@@ -49,6 +49,11 @@ fn main() {
     if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("berth-runtime") {
         println!("cargo:rustc-link-arg-bins=-static");
         println!("cargo:rustc-link-arg-bins=-no-pie");
+        // Its entry point does the CVE-2019-5736 re-exec before glibc starts
+        // (crates/runtime/src/early.rs), then jumps to glibc's `_start`.
+        if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+            println!("cargo:rustc-link-arg-bins=-Wl,--entry=berth_entry");
+        }
     } else {
         println!("cargo:rustc-link-arg-bins=-static-pie");
     }

@@ -31,6 +31,10 @@ struct MountAttr {
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// The mount attributes of the read-only view (also made by the binary's entry point,
+/// before glibc starts).
+pub const VIEW_ATTRS: u64 = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 
 /// Re-executes through a read-only view unless the binary already is one. Returns only
@@ -69,7 +73,7 @@ fn readonly_bind() -> std::io::Result<OwnedFd> {
     // SAFETY: a successful open_tree returns a fresh fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_set: VIEW_ATTRS,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,

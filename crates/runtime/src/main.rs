@@ -2,6 +2,7 @@
 //! and dockerd can use it in place of runc.
 
 mod cli;
+mod early;
 mod tty;
 
 use clap::Parser;
@@ -35,19 +36,14 @@ fn main() {
     }
 }
 
-/// Whether the command is one that puts this binary inside a container (create, run, exec).
-/// The command is the first word that is neither a global flag nor the value of one.
+/// Whether the command is one that puts this binary inside a container (create, run, exec):
+/// the entry point's answer (`early`), so the two paths agree.
 fn enters_container(argv: &[String]) -> bool {
-    let mut args = argv.iter().skip(1);
-    while let Some(a) = args.next() {
-        if matches!(
-            a.as_str(),
-            "--root" | "--log" | "--log-format" | "--criu" | "--rootless"
-        ) {
-            args.next();
-        } else if !a.starts_with('-') {
-            return matches!(a.as_str(), "create" | "run" | "exec");
-        }
-    }
-    false
+    let c: Vec<std::ffi::CString> = argv
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_str()).unwrap_or_default())
+        .collect();
+    let p: Vec<*const u8> = c.iter().map(|a| a.as_ptr().cast()).collect();
+    // SAFETY: p holds p.len() live NUL-terminated strings.
+    unsafe { early::enters_container(p.as_ptr(), p.len()) }
 }
