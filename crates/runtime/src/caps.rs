@@ -6,8 +6,15 @@ use crate::error::{Context, Error, Result};
 use caps::{CapSet, Capability, CapsHashSet};
 use oci_spec::runtime::{LinuxCapabilities, User};
 
+/// The capabilities this kernel knows. Probing takes a prctl per capability (41), and the
+/// bounding drop and each of the five sets need the answer: ask once per process.
+fn supported() -> &'static CapsHashSet {
+    static SUPPORTED: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
+    SUPPORTED.get_or_init(caps::runtime::thread_all_supported)
+}
+
 fn to_set(list: &Option<oci_spec::runtime::Capabilities>) -> CapsHashSet {
-    let supported = caps::runtime::thread_all_supported();
+    let supported = supported();
     let mut out = CapsHashSet::new();
     for c in list.iter().flatten() {
         // oci-spec serializes to the kernel's CAP_* names, which is what caps parses.
@@ -27,7 +34,7 @@ fn caps_err(what: &str, e: caps::errors::CapsError) -> Error {
 
 pub fn drop_bounding(c: Option<&LinuxCapabilities>) -> Result<()> {
     let keep = c.map(|c| to_set(c.bounding())).unwrap_or_default();
-    for cap in caps::runtime::thread_all_supported() {
+    for &cap in supported() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| caps_err("drop bounding", e))?;
         }

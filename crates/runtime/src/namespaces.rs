@@ -105,7 +105,7 @@ fn wants_own_netns(config: &[u8]) -> bool {
 impl NetnsMaker {
     pub fn start(bundle: &std::path::Path) -> NetnsMaker {
         let config = bundle.join("config.json");
-        NetnsMaker(std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             if !wants_own_netns(&std::fs::read(config).ok()?) {
                 return None;
             }
@@ -116,7 +116,9 @@ impl NetnsMaker {
                         std::fs::File::open("/proc/thread-self/ns/net").map(OwnedFd::from)
                     }),
             )
-        }))
+        });
+        keep_off_this_cpu(&thread);
+        NetnsMaker(thread)
     }
 
     /// Waits for the thread, then moves a new network namespace from the clone flags to
@@ -140,6 +142,31 @@ impl NetnsMaker {
         }
         Ok(())
     }
+}
+
+/// Lets `thread` run anywhere but on the CPU the caller runs on. The scheduler often puts
+/// a new thread on its creator's CPU, where it waits for the creator's time slice to end
+/// (0.5-1.5 ms here) instead of starting on the idle one: the point of the thread is to
+/// run beside us. Moving a thread that has not run yet is immediate; where nothing else
+/// is allowed (one CPU, a cpuset), nothing changes. Returns the CPU kept off.
+fn keep_off_this_cpu<T>(thread: &std::thread::JoinHandle<T>) -> Option<usize> {
+    use std::os::unix::thread::JoinHandleExt;
+    let here = nix::sched::sched_getcpu().ok()?;
+    let mut allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+    allowed.unset(here).ok()?;
+    if !(0..nix::sched::CpuSet::count()).any(|c| allowed.is_set(c).unwrap_or(false)) {
+        return None;
+    }
+    // SAFETY: the handle's pthread_t is alive until it is joined; the set is a valid
+    // cpu_set_t of the size passed.
+    unsafe {
+        libc::pthread_setaffinity_np(
+            thread.as_pthread_t(),
+            std::mem::size_of::<nix::sched::CpuSet>(),
+            (&allowed as *const nix::sched::CpuSet).cast(),
+        ) == 0
+    }
+    .then_some(here)
 }
 
 pub fn plan(nss: &[LinuxNamespace]) -> Result<Plan> {
@@ -193,7 +220,9 @@ fn open_ns(path: &PathBuf) -> Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
-    use super::wants_own_netns;
+    use super::{keep_off_this_cpu, wants_own_netns};
+    use nix::sched::{sched_getaffinity, CpuSet};
+    use nix::unistd::Pid;
 
     #[test]
     fn quick_look_at_the_namespaces() {
@@ -214,5 +243,33 @@ mod tests {
         assert!(!wants_own_netns(ns(r#"{"type":"pid"}"#).as_bytes()));
         assert!(!wants_own_netns(br#"{"linux":{}}"#));
         assert!(!wants_own_netns(b"not json"));
+    }
+
+    #[test]
+    fn a_helper_thread_may_run_anywhere_but_on_its_creators_cpu() {
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            wait.recv().unwrap();
+            sched_getaffinity(Pid::from_raw(0)).unwrap()
+        });
+        let avoided = keep_off_this_cpu(&t);
+        go.send(()).unwrap();
+        let mask = t.join().unwrap();
+        let ours = sched_getaffinity(Pid::from_raw(0)).unwrap();
+        let cpus = |m: &CpuSet| {
+            (0..CpuSet::count())
+                .filter(|&c| m.is_set(c).unwrap())
+                .count()
+        };
+        match avoided {
+            Some(cpu) => {
+                assert!(
+                    !mask.is_set(cpu).unwrap(),
+                    "the thread may still run on CPU {cpu}"
+                );
+                assert_eq!(cpus(&mask), cpus(&ours) - 1);
+            }
+            None => assert_eq!(cpus(&ours), 1, "nothing was avoided with several CPUs"),
+        }
     }
 }
