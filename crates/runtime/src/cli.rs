@@ -396,7 +396,9 @@ fn run_container(root: &Path, r: &RunCmd) -> Result<i32> {
     }
     runtime::trace::mark("exited");
     if !r.keep {
-        container::delete(&Container::load(root, c.id())?, true)?;
+        // What create stored is what delete needs (the cgroup, the poststop hooks, the
+        // directory); reading state.json back would only parse the whole spec again.
+        container::delete(&c, true)?;
     }
     runtime::trace::mark("deleted");
     Ok(code)

@@ -15,6 +15,8 @@ pub const OCI_VERSION: &str = "1.2.1";
 /// The unix socket the created init waits on until `start` connects.
 pub const START_SOCKET: &str = "start.sock";
 const STATE_FILE: &str = "state.json";
+/// The next state.json, until it is renamed into place.
+const PENDING_FILE: &str = ".state.json.tmp";
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Stored {
@@ -89,10 +91,22 @@ impl Container {
     }
 
     pub fn save(dir: &Path, stored: &Stored) -> Result<()> {
-        let tmp = dir.join(".state.json.tmp");
+        Self::write_pending(dir, stored)?;
+        Self::commit(dir)
+    }
+
+    /// Writes the state beside `state.json`, where no other command looks: `create`
+    /// writes it while the init sets itself up, and commits it once the init is ready.
+    pub fn write_pending(dir: &Path, stored: &Stored) -> Result<()> {
+        let tmp = dir.join(PENDING_FILE);
         let data =
             serde_json::to_vec(stored).map_err(|e| Error::Other(format!("encode state: {e}")))?;
-        std::fs::write(&tmp, data).ctx(|| format!("write {}", tmp.display()))?;
+        std::fs::write(&tmp, data).ctx(|| format!("write {}", tmp.display()))
+    }
+
+    /// Makes the pending state `state.json`, in one rename.
+    pub fn commit(dir: &Path) -> Result<()> {
+        let tmp = dir.join(PENDING_FILE);
         std::fs::rename(&tmp, dir.join(STATE_FILE)).ctx(|| format!("commit {}", tmp.display()))
     }
 

@@ -186,7 +186,6 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
     }
     process::set_oom_score_adj(pid.as_raw(), process)?;
 
-    let created = state::rfc3339_now();
     let mut stored = Stored {
         id: o.id.clone(),
         bundle: bundle.dir.clone(),
@@ -195,14 +194,20 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
         pid_start_time: state::proc_start_time(pid.as_raw())
             .map(|(t, _)| t)
             .unwrap_or(0),
-        created,
+        created: state::rfc3339_now(),
         owner: String::new(),
         cgroup: cg.clone(),
-        spec: bundle.spec.clone(),
+        // Moved, not copied: the init has its own copy since the clone.
+        spec: bundle.spec,
     };
     let creating = hook_state(&stored, "creating");
     parent_chan.send(&Msg::Go(creating.clone()))?;
+    // While the init mounts, so that writing it costs the start nothing; it becomes
+    // state.json once the init is ready.
+    Container::write_pending(&dir, &stored)?;
 
+    let s = &stored.spec;
+    let linux = s.linux().as_ref().expect("validated");
     parent_chan.expect(Msg::RunHooks)?;
     crate::trace::mark("child at hooks");
     let h = s.hooks().as_ref();
@@ -246,8 +251,9 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Created> {
         stored.pid_start_time = state::proc_start_time(pid.as_raw())
             .map(|(t, _)| t)
             .unwrap_or(0);
+        Container::write_pending(&dir, &stored)?;
     }
-    Container::save(&dir, &stored)?;
+    Container::commit(&dir)?;
     crate::trace::mark("state saved");
     if let Some(pf) = &o.pid_file {
         write_pid_file(pf, pid.as_raw())?;
