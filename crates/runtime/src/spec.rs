@@ -23,7 +23,22 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
         path: path.clone(),
         msg: e.to_string(),
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&data).map_err(|e| Error::Config {
+    // One typed pass in the common case. A config that fails it goes the slower way, a
+    // `Value` first, whose error names the field at fault (and which decides, as before,
+    // what the few configs only that way accepts mean, e.g. one with a duplicate key).
+    let spec = match serde_json::from_slice::<Spec>(&data) {
+        Ok(spec) => spec,
+        Err(_) => parse_checked(&data, &path)?,
+    };
+    let rootfs = validate(&spec, &dir).map_err(|msg| Error::Config { path, msg })?;
+    Ok(Bundle { dir, spec, rootfs })
+}
+
+/// config.json through a `Value`, with the seccomp section's names checked first, so an
+/// error says which field is wrong.
+fn parse_checked(data: &[u8], path: &Path) -> Result<Spec> {
+    let path = path.to_path_buf();
+    let value: serde_json::Value = serde_json::from_slice(data).map_err(|e| Error::Config {
         path: path.clone(),
         msg: format!("invalid JSON: {e}"),
     })?;
@@ -35,12 +50,10 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
         })?;
     }
     // serde_path_to_error names the field: "linux.namespaces[6].type: unknown variant ...".
-    let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| Error::Config {
-        path: path.clone(),
+    serde_path_to_error::deserialize(value).map_err(|e| Error::Config {
+        path,
         msg: format!("{}: {}", e.path(), e.inner()),
-    })?;
-    let rootfs = validate(&spec, &dir).map_err(|msg| Error::Config { path, msg })?;
-    Ok(Bundle { dir, spec, rootfs })
+    })
 }
 
 fn validate(spec: &Spec, dir: &Path) -> std::result::Result<PathBuf, String> {
