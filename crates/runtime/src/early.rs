@@ -17,6 +17,17 @@
 //! `read_volatile` so that the compiler cannot turn a loop into a call to memcmp.
 
 use core::ptr::read_volatile;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by the entry point when it found the executable already on a read-only mount (it
+/// re-executed into one, or the binary lives on one), so `main` need not ask again. A
+/// plain static: it needs no thread-local, so it may be written before glibc starts.
+static READ_ONLY_EXE: AtomicBool = AtomicBool::new(false);
+
+/// Whether the entry point already knows the executable is on a read-only mount.
+pub fn exe_is_read_only() -> bool {
+    READ_ONLY_EXE.load(Ordering::Relaxed)
+}
 
 /// Global flags that take a value (the next word), as `main` parses them.
 const VALUED_FLAGS: &[&[u8]] = &[
@@ -170,8 +181,12 @@ unsafe fn seal_and_exec(argv: *const *const u8, envp: *const *const u8) {
             0,
         )
     };
+    if r < 0 {
+        return;
+    }
     // SAFETY: statfs succeeded, so st is written.
-    if r < 0 || unsafe { st.assume_init_ref()[10] } & ST_RDONLY != 0 {
+    if unsafe { st.assume_init_ref()[10] } & ST_RDONLY != 0 {
+        READ_ONLY_EXE.store(true, Ordering::Relaxed);
         return;
     }
     let flags = OPEN_TREE_CLONE | O_CLOEXEC;

@@ -17,7 +17,8 @@ fn main() {
         return;
     }
     // Before anything else, so the work before the re-exec is not done twice.
-    if enters_container(&argv) {
+    // The entry point has done it already on x86_64 unless something was unusual.
+    if !early::exe_is_read_only() && enters_container(&argv) {
         if let Err(e) = runtime::exeseal::ensure() {
             let _ = writeln!(std::io::stderr(), "berth-runtime: {e}");
             std::process::exit(1);
